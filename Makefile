@@ -1,0 +1,27 @@
+# Two commands: `make demo` (set up .venv, install vaekit, run the demo) and `make test` (the test suite).
+# TORCH picks the PyTorch build: on machines with the local CPU wheel the pin takes it; elsewhere override,
+# e.g. `make demo TORCH=torch` for your platform's normal build.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: demo test install clean bench
+
+$(BIN)/vaekit: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)" || $(BIN)/python -m pip install --quiet torch
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(BIN)/vaekit
+
+install: $(BIN)/vaekit
+
+demo: install
+	$(BIN)/vaekit demo --out demo-report
+
+test: install
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf $(VENV) demo-report

@@ -1,0 +1,152 @@
+"""Benchmark 11b: training throughput (samples/s), MLP 784-300-300-40, Bernoulli, batch 100, Adam 1e-3.
+
+Contenders run interleaved, one epoch of the 50k binarized-MNIST training images each per round:
+  * bare: a plain ~30-line PyTorch loop (nn.Sequential, BCE-with-logits + closed-form KL, torch.optim.Adam);
+  * vaekit: ``vaekit.train.Trainer`` (fp32, ELBO, no validation so the work is the same; progress bar on);
+  * vaekit-bf16: the same with ``precision='bf16'`` (autocast; reported separately, not used for the ratio);
+  * pythae: pythae 0.1.2's ``BaseTrainer`` with its VAE and the same encoder/decoder (if installed).
+Also the machine's measured matmul peak (fp32 and bf16) and the achieved GFLOP/s of each contender.
+
+    python benchmarks/throughput.py --rounds 3 --out benchmarks/results/throughput
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.io import atomic_write_text
+from vaekit.model import VAE
+from vaekit.train import Trainer
+
+ENC = [784, 300, 300]
+LATENT = 40
+# multiply-accumulates per example, forward: encoder 784·300 + 300·300 + 300·80, decoder 40·300 + 300·300 + 300·784
+MACS = 784 * 300 + 300 * 300 + 300 * 2 * LATENT + LATENT * 300 + 300 * 300 + 300 * 784
+TRAIN_FLOP = 3 * 2 * MACS  # forward + backward (≈ 2× forward)
+
+
+def bare_loop(x: torch.Tensor, epochs: int = 1) -> None:
+    """The reference: what a user writes by hand."""
+    enc = nn.Sequential(nn.Linear(784, 300), nn.Tanh(), nn.Linear(300, 300), nn.Tanh(), nn.Linear(300, 80))
+    dec = nn.Sequential(nn.Linear(40, 300), nn.Tanh(), nn.Linear(300, 300), nn.Tanh(), nn.Linear(300, 784))
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 100):
+            xb = x[perm[i:i + 100]]
+            mu, logvar = enc(xb).chunk(2, -1)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            logits = dec(z)
+            rec = F.binary_cross_entropy_with_logits(logits, xb, reduction="sum")
+            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum()
+            loss = (rec + kl) / len(xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+def vaekit_loop(x: torch.Tensor, precision: str = "fp32") -> None:
+    model = VAE(ModelConfig(input_shape=(784,), latent_dim=LATENT, hidden=(300, 300), activation="tanh"))
+    cfg = TrainConfig(epochs=1, batch_size=100, lr=1e-3, schedule="constant", precision=precision)
+    Trainer(model, cfg, progress=True).fit(x)
+
+
+def pythae_loop(x: torch.Tensor, workdir: str) -> None:
+    from pythae.data.datasets import BaseDataset
+    from pythae.models import VAE as PVAE
+    from pythae.models import VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    class Enc(BaseEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(784, 300), nn.Tanh(), nn.Linear(300, 300), nn.Tanh(), nn.Linear(300, 80))
+
+        def forward(self, x: torch.Tensor) -> ModelOutput:
+            mu, logvar = self.net(x.reshape(len(x), -1)).chunk(2, -1)
+            return ModelOutput(embedding=mu, log_covariance=logvar)
+
+    class Dec(BaseDecoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(40, 300), nn.Tanh(), nn.Linear(300, 300), nn.Tanh(), nn.Linear(300, 784))
+
+        def forward(self, z: torch.Tensor) -> ModelOutput:
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).reshape(-1, 1, 28, 28))
+
+    model = PVAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce"),
+                 encoder=Enc(), decoder=Dec())
+    cfg = BaseTrainerConfig(output_dir=workdir, num_epochs=1, per_device_train_batch_size=100,
+                            learning_rate=1e-3, optimizer_cls="Adam", no_cuda=True)
+    data = x.reshape(-1, 1, 28, 28)
+    BaseTrainer(model, BaseDataset(data, torch.zeros(len(data))), training_config=cfg).train()
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/binarized_mnist.npz"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results/throughput")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    x = torch.from_numpy(np.load(args.data)["train"].astype(np.float32))
+    contenders = {"bare": lambda: bare_loop(x), "vaekit": lambda: vaekit_loop(x),
+                  "vaekit-bf16": lambda: vaekit_loop(x, "bf16")}
+    try:
+        import pythae  # noqa: F401
+        work = tempfile.mkdtemp(prefix="pythae-")
+        contenders["pythae"] = lambda: pythae_loop(x, work)
+    except ImportError:
+        print("pythae not installed: skipped (pip install 'pythae==0.1.2')", file=sys.stderr)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for r in range(args.rounds):
+        for name, fn in contenders.items():
+            torch.manual_seed(r)
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+            print(f"round {r} {name}: {len(x) / times[name][-1]:.0f} samples/s", file=sys.stderr, flush=True)
+    rate = {k: len(x) / statistics.median(v) for k, v in times.items()}
+    res = {"samples_per_s": rate, "epoch_seconds": times, "rounds": args.rounds, "threads": args.threads,
+           "batch_size": 100, "n": len(x), "train_flop_per_sample": TRAIN_FLOP, "matmul_peak_gflops": peaks,
+           "achieved_gflops": {k: v * TRAIN_FLOP / 1e9 for k, v in rate.items()},
+           "ratio_vs_bare": {k: v / rate["bare"] for k, v in rate.items()},
+           "torch": torch.__version__, "cpu_count": os.cpu_count()}
+    if "pythae" in rate:
+        res["ratio_vs_pythae"] = {k: v / rate["pythae"] for k, v in rate.items()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "result.json", json.dumps(res, indent=2))
+    print(json.dumps({k: res[k] for k in ("samples_per_s", "ratio_vs_bare", "matmul_peak_gflops",
+                                          "achieved_gflops")}, indent=1))
+    print(json.dumps(res.get("ratio_vs_pythae", {})))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

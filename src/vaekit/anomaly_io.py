@@ -1,0 +1,265 @@
+"""Detector folders and streaming scores.
+
+A fitted :class:`~vaekit.anomaly.VAEAnomalyDetector` is a folder (every file written atomically, no pickle)::
+
+    detector.json             format, version, parameters, threshold, seeds, column names (written last)
+    schema.json               the TabularSchema with its fitted transforms (mixed likelihood)
+    train_scores.safetensors  decision_scores_ and feature_baseline_
+    member_0/ …               one vaekit model folder (config.json + model.safetensors) per ensemble member
+
+:func:`score_file` scores a CSV (pandas ``chunksize``) or Parquet file (pyarrow record batches) chunk by chunk, so
+memory stays bounded by the chunk size, and writes the results incrementally to a temporary file in the target
+folder that is renamed over the output at the end (a crash never leaves a half-written output).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from sklearn.utils.validation import check_is_fitted
+
+from .anomaly import VAEAnomalyDetector, top_names
+from .data.tabular import TabularSchema
+from .errors import CheckpointError, DataError
+from .io import atomic_write_bytes, atomic_write_text, load_model, save_model
+
+FORMAT, VERSION = "vaekit-anomaly", 1
+DETECTOR_FILE, SCHEMA_FILE, SCORES_FILE = "detector.json", "schema.json", "train_scores.safetensors"
+
+
+def save_detector(det: VAEAnomalyDetector, directory: str | os.PathLike[str]) -> Path:
+    check_is_fitted(det, "models_")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    members = []
+    for i, (model, seed) in enumerate(zip(det.models_, det._seeds)):
+        save_model(model, d / f"member_{i}", extra={"anomaly_member": i, "seed": seed})
+        members.append(f"member_{i}")
+    if det.schema_ is not None:
+        det.schema_.save(d / SCHEMA_FILE)
+    atomic_write_bytes(d / SCORES_FILE, st_save({
+        "decision_scores": torch.from_numpy(np.ascontiguousarray(det.decision_scores_)),
+        "feature_baseline": torch.from_numpy(np.ascontiguousarray(det.feature_baseline_))}))
+    params = det.get_params()
+    params["hidden"] = [int(h) for h in params["hidden"]]
+    if not isinstance(params["allow_missing"], bool):
+        params["allow_missing"] = list(params["allow_missing"])
+    names = getattr(det, "feature_names_in_", None)
+    doc = {"format": FORMAT, "version": VERSION, "params": params, "threshold": det.threshold_,
+           "seeds": det._seeds, "input": det._input, "columns": det.columns_, "n_features_in": det.n_features_in_,
+           "feature_names_in": None if names is None else [str(n) for n in names], "members": members,
+           "n_train": int(len(det.decision_scores_)), "train_outlier_fraction": float(det.labels_.mean())}
+    atomic_write_text(d / DETECTOR_FILE, json.dumps(doc, indent=2))
+    return d
+
+
+def load_detector(directory: str | os.PathLike[str]) -> VAEAnomalyDetector:
+    d = Path(directory)
+    path = d / DETECTOR_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{d}: no anomaly detector here ({DETECTOR_FILE} not found)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise CheckpointError(f"{path}: not a vaekit anomaly detector of format version {VERSION}")
+    try:
+        params = dict(doc["params"])
+        params["hidden"] = tuple(params["hidden"])
+        det = VAEAnomalyDetector(**params)
+        det._seeds, det._input = [int(s) for s in doc["seeds"]], str(doc["input"])
+        det.threshold_, det.columns_ = float(doc["threshold"]), list(doc["columns"])
+        det.n_features_in_ = int(doc["n_features_in"])
+        if doc.get("feature_names_in") is not None:
+            det.feature_names_in_ = np.asarray(doc["feature_names_in"], dtype=object)
+        members = list(doc["members"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed detector file ({e.__class__.__name__}: {e})") from None
+    try:
+        det.schema_ = TabularSchema.load(d / SCHEMA_FILE) if det._mixed else None
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+    det.models_ = [load_model(d / m)[0].double() for m in members]
+    if len(det.models_) != len(det._seeds):
+        raise CheckpointError(f"{path}: {len(det.models_)} member model(s) but {len(det._seeds)} seed(s)")
+    try:
+        t = st_load((d / SCORES_FILE).read_bytes())
+        det.decision_scores_ = t["decision_scores"].numpy()
+        det.feature_baseline_ = t["feature_baseline"].numpy()
+    except (OSError, SafetensorError, KeyError) as e:
+        raise CheckpointError(f"{d / SCORES_FILE}: missing or corrupt ({e})") from None
+    det.labels_ = (det.decision_scores_ > det.threshold_).astype(int)
+    return det
+
+
+def iter_table(path: str | os.PathLike[str], chunksize: int, dtype: dict[str, Any] | None = None) -> Iterator[Any]:
+    """DataFrames of at most ``chunksize`` rows from a CSV (pandas chunks) or Parquet file (pyarrow batches)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            with pd.read_csv(path, chunksize=chunksize, dtype=dtype) as reader:
+                yield from reader
+        elif suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunksize):
+                yield batch.to_pandas()
+        else:
+            raise DataError(f"{path}: tables must be .csv or .parquet")
+    except DataError:
+        raise
+    except Exception as e:  # pandas/pyarrow raise many types for malformed files
+        raise DataError(f"{path}: cannot read table ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+
+
+def _string_columns(det: VAEAnomalyDetector) -> dict[str, Any]:
+    """Categorical columns whose training categories are all strings are read as strings (stable across chunks)."""
+    if det.schema_ is None or det._input != "frame":
+        return {}
+    return {c.name: str for c in det.schema_.columns
+            if c.kind != "continuous" and c.categories and all(isinstance(v, str) for v in c.categories)}
+
+
+class _Reservoir:
+    """A uniform sample of at most ``cap`` values from a stream (algorithm R, vectorised per chunk)."""
+
+    def __init__(self, cap: int, seed: int = 0) -> None:
+        self.cap, self.seen, self.rng = cap, 0, np.random.default_rng(seed)
+        self.values = np.empty(0)
+
+    def add(self, v: np.ndarray) -> None:
+        room = max(0, self.cap - len(self.values))
+        self.values = np.concatenate([self.values, v[:room]])
+        rest = v[room:]
+        if len(rest):
+            j = self.rng.integers(0, self.seen + room + np.arange(1, len(rest) + 1))
+            keep = j < self.cap
+            self.values[j[keep]] = rest[keep]
+        self.seen += len(v)
+
+
+class _Sink:
+    """Appends result chunks to a CSV or Parquet file; ``close`` fsyncs (CSV) and is idempotent."""
+
+    def __init__(self, path: str, suffix: str) -> None:
+        self.path, self.parquet, self.writer, self.file = path, suffix == ".parquet", None, None
+        if not self.parquet:
+            self.file = open(path, "w", newline="", encoding="utf-8")
+        self.header = True
+
+    def write(self, df: Any) -> None:
+        if self.parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            self.writer = self.writer or pq.ParquetWriter(self.path, table.schema)
+            self.writer.write_table(table)
+        else:
+            df.to_csv(self.file, header=self.header, index=False)
+        self.header = False
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.file = None
+
+
+def _score_chunk(det: VAEAnomalyDetector, chunk: Any, src: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and per-column terms of one chunk; errors name the file and the rows."""
+    if det._input == "array":
+        if chunk.shape[1] != det.n_features_in_:
+            raise DataError(f"{src}: {chunk.shape[1]} columns, the detector was fitted on {det.n_features_in_} "
+                            "(array input: columns are matched by position)")
+        try:
+            X: Any = chunk.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{src}: non-numeric values; the detector was fitted on a numeric array") from None
+    else:
+        X = chunk
+    try:
+        return det._score_encoded(det._encode(X, reset=False))
+    except DataError as e:
+        msg = str(e)
+        raise DataError(f"{src}: {msg[3:] if msg.startswith('X: ') else msg}") from None
+
+
+def score_file(detector: VAEAnomalyDetector | str | os.PathLike[str], data: str | os.PathLike[str],
+               out: str | os.PathLike[str], chunksize: int = 50_000, id_column: str | None = None, top: int = 3,
+               plot: str | os.PathLike[str] | None = None, plot_sample: int = 200_000,
+               drop: Sequence[str] = ()) -> dict[str, Any]:
+    """Score a CSV/Parquet file in chunks → ``out`` (.csv or .parquet) with columns [id], score, label, top_columns.
+
+    Columns in ``drop`` are left out when present. Returns rows, outliers, seconds and rows/s; ``plot`` writes a
+    histogram of (a uniform sample of at most ``plot_sample``) scores against the training scores with the threshold.
+    """
+    import pandas as pd
+
+    det = detector if isinstance(detector, VAEAnomalyDetector) else load_detector(detector)
+    check_is_fitted(det, "models_")
+    if chunksize < 1:
+        raise DataError(f"chunksize must be >= 1, got {chunksize}")
+    out, data = Path(out), Path(data)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise DataError(f"{out}: output must end in .csv or .parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    reservoir, t0, n, n_out, start = _Reservoir(plot_sample), time.perf_counter(), 0, 0, 0
+    sink = _Sink(tmp, out.suffix.lower())
+    try:
+        for chunk in iter_table(data, chunksize, _string_columns(det)):
+            src = f"{data} (rows {start + 1}-{start + len(chunk)})"
+            ids = None
+            if id_column is not None:
+                if id_column not in chunk.columns:
+                    raise DataError(f"{data}: id column {id_column!r} not found")
+                ids = chunk.pop(id_column)
+            if drop:
+                chunk = chunk.drop(columns=[c for c in drop if c in chunk.columns])
+            scores, cols = _score_chunk(det, chunk, src)
+            labels = (scores > det.threshold_).astype(np.int64)
+            res = pd.DataFrame({"score": scores, "label": labels,
+                                "top_columns": [";".join(t) for t in top_names(det.shares(cols), det.columns_, top)]})
+            if ids is not None:
+                res.insert(0, id_column, ids.to_numpy())
+            sink.write(res)
+            reservoir.add(scores)
+            n, n_out, start = n + len(chunk), n_out + int(labels.sum()), start + len(chunk)
+        if n == 0:
+            sink.write(pd.DataFrame({**({id_column: []} if id_column else {}), "score": np.zeros(0),
+                                     "label": np.zeros(0, np.int64), "top_columns": np.zeros(0, dtype=object)}))
+        sink.close()
+        os.replace(tmp, out)
+    finally:
+        sink.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    seconds = time.perf_counter() - t0
+    if plot is not None:
+        from .plots import save_histogram
+
+        save_histogram(plot, {data.name: reservoir.values, "training": det.decision_scores_}, det.threshold_,
+                       title=f"{n} rows scored, {n_out} above the threshold")
+    return {"rows": n, "outliers": n_out, "seconds": seconds, "rows_per_second": n / max(seconds, 1e-9),
+            "threshold": det.threshold_, "out": str(out), "plot": None if plot is None else str(plot)}

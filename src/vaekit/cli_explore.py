@@ -1,0 +1,192 @@
+"""CLI for generation and latent exploration: ``vaekit explore`` (the page) and ``vaekit latent …`` (files)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import typer
+
+from .errors import VaekitError
+
+latent_app = typer.Typer(no_args_is_help=True, help="Latent-space pictures: interpolate, traverse, map, embed, kl.")
+
+
+def _model_and_data(model_dir: Path, data: Optional[Path], split: str, limit: int = 0):
+    from .data import load_array
+    from .workflows import load, prepare_for_model
+
+    model, extra = load(model_dir)
+    if data is None:
+        return model, None, None, None
+    ds = load_array(data, split if data.suffix == ".npz" else None)
+    x, c = prepare_for_model(model, extra, ds)
+    y = None if ds.y is None else np.asarray(ds.y)
+    if limit:
+        x, c, y = x[:limit], None if c is None else c[:limit], None if y is None else y[:limit]
+    return model, x, c, y
+
+
+def _save(model, x: torch.Tensor, out: Path, ncol: int) -> None:
+    from .plots import save_grid
+    from .workflows import image_shape, to_display
+
+    if out.suffix.lower() != ".png":
+        raise VaekitError(f"{out}: output must be a .png file")
+    save_grid(out, to_display(model, x), image_shape(model), ncol=ncol, scale=2)
+
+
+def _label(model, label: Optional[int], n: int) -> Optional[torch.Tensor]:
+    if not model.config.n_conditions:
+        return None
+    if label is None or not 0 <= label < model.config.n_conditions:
+        raise VaekitError(f"this model is conditional: pass --label in 0..{model.config.n_conditions - 1}")
+    return torch.full((n,), label, dtype=torch.long)
+
+
+@latent_app.command()
+def interpolate(
+    model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
+    data: Path = typer.Option(..., "--data", help="Data file holding the two examples."),
+    a: int = typer.Option(0, help="Index of the first example."),
+    b: int = typer.Option(1, help="Index of the second example."),
+    steps: int = typer.Option(10),
+    method: str = typer.Option("slerp", help="slerp | linear."),
+    split: str = typer.Option("test"),
+    out: Path = typer.Option(Path("interpolation.png"), "--out", "-o", help="PNG strip (a .gif is written beside it)."),
+) -> None:
+    """Decode the latent path between two examples: a PNG strip and an animated GIF."""
+    from . import explore
+    from .plots import to_images
+    from .workflows import image_shape, to_display
+
+    model, x, c, _ = _model_and_data(model_dir, data, split)
+    n = len(x)
+    if not (0 <= a < n and 0 <= b < n):
+        raise VaekitError(f"--a and --b must be example indices in 0..{n - 1}")
+    path = explore.interpolate(model, x[a], x[b], steps, method, None if c is None else c[a:a + 1])
+    _save(model, path, out, ncol=steps)
+    explore.gif(out.with_suffix(".gif"), to_images(to_display(model, path), image_shape(model)))
+    typer.echo(f"wrote {out} and {out.with_suffix('.gif')}")
+
+
+@latent_app.command()
+def traverse(
+    model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
+    dims: str = typer.Option("", help="Comma-separated latent dimensions (default: the 10 with the largest KL if --data, else 0..9)."),
+    span: float = typer.Option(3.0, help="Values from −span to +span."),
+    steps: int = typer.Option(9),
+    data: Optional[Path] = typer.Option(None, "--data", help="Start from this data's example --index (else z = 0)."),
+    index: int = typer.Option(0),
+    label: Optional[int] = typer.Option(None, help="Class (conditional models)."),
+    out: Path = typer.Option(Path("traversal.png"), "--out", "-o"),
+) -> None:
+    """One row per latent dimension, varied from −span to +span around a code."""
+    from . import explore
+
+    model, x, c, _ = _model_and_data(model_dir, data, "test")
+    z = None
+    order = list(range(min(10, model.config.latent_dim)))
+    if x is not None:
+        if not 0 <= index < len(x):
+            raise VaekitError(f"--index must be in 0..{len(x) - 1}")
+        z = explore.encode(model, x[index:index + 1], None if c is None else c[index:index + 1])[0]
+        kl = explore.kl_per_dimension(model, x[:2000], None if c is None else c[:2000])["kl"]
+        order = list(np.argsort(kl)[::-1][:10])
+    chosen = [int(t) for t in dims.split(",") if t.strip()] if dims else order
+    values = np.linspace(-span, span, steps).tolist()
+    cc = c[index:index + 1] if c is not None and x is not None else _label(model, label, 1)
+    grid_ = explore.traverse(model, z, chosen, values, cc)
+    _save(model, grid_.reshape(-1, grid_.shape[-1]), out, ncol=steps)
+    typer.echo(f"wrote {out} (dimensions {chosen})")
+
+
+@latent_app.command("map")
+def latent_map(
+    model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
+    dims: str = typer.Option("0,1", help="Two latent dimensions."),
+    grid: int = typer.Option(15),
+    span: float = typer.Option(3.0),
+    label: Optional[int] = typer.Option(None, help="Class (conditional models)."),
+    out: Path = typer.Option(Path("latent_map.png"), "--out", "-o"),
+) -> None:
+    """Decode a grid over two latent dimensions (the others at 0)."""
+    from . import explore
+
+    model, *_ = _model_and_data(model_dir, None, "test")
+    pair = [int(t) for t in dims.split(",") if t.strip()]
+    if len(pair) != 2:
+        raise VaekitError(f"--dims needs two dimensions, got {dims!r}")
+    m = explore.latent_map(model, (pair[0], pair[1]), grid, span, c=_label(model, label, 1))
+    _save(model, m.reshape(-1, m.shape[-1]), out, ncol=grid)
+    typer.echo(f"wrote {out}")
+
+
+@latent_app.command()
+def embed(
+    model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
+    data: Path = typer.Option(..., "--data"),
+    split: str = typer.Option("test"),
+    method: str = typer.Option("pca", help="pca | umap (needs umap-learn)."),
+    limit: int = typer.Option(5000, help="At most this many examples."),
+    out: Path = typer.Option(Path("embedding.png"), "--out", "-o"),
+) -> None:
+    """Scatter of the posterior means in 2-D, coloured by label when the data has labels."""
+    from . import explore
+    from .io import atomic_save
+
+    model, x, c, y = _model_and_data(model_dir, data, split, limit)
+    xy = explore.embed(explore.encode(model, x, c).numpy(), method)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=y if y is not None else "tab:blue", s=4, cmap="tab10")
+    if y is not None:
+        fig.colorbar(sc, ax=ax, label="label")
+    ax.set_title(f"posterior means, {method.upper()}")
+    fig.tight_layout()
+    atomic_save(out, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    typer.echo(f"wrote {out}")
+
+
+@latent_app.command()
+def kl(
+    model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
+    data: Path = typer.Option(..., "--data"),
+    split: str = typer.Option("test"),
+    factors: Optional[Path] = typer.Option(None, help=".npy of ground-truth factors (N × F) for MIG; labels are used if absent."),
+) -> None:
+    """Per-dimension KL, active units, and MIG against labels or given factors (JSON)."""
+    from . import explore
+
+    model, x, c, y = _model_and_data(model_dir, data, split)
+    res = explore.kl_per_dimension(model, x, c)
+    f = np.load(factors) if factors is not None else y
+    if f is not None and model.config.latent_dim >= 2:
+        res["mig"] = explore.mig(explore.encode(model, x, c).numpy(), f)
+    typer.echo(json.dumps(res))
+
+
+def explore_cmd(
+    model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Examples to encode and interpolate between."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    limit: int = typer.Option(1000, help="At most this many examples."),
+) -> None:
+    """Serve the interactive explorer (latent sliders, sampling, interpolation) on a local page."""
+    from .serve.explorer import serve
+
+    typer.echo(f"vaekit explorer on http://{host}:{port}/  (Ctrl-C to stop)")
+    serve(model_dir, data, host, port, limit)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(latent_app, name="latent")
+    app.command("explore")(explore_cmd)

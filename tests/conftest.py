@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path) -> Path:
+    """Binary 6×6 'images' with structure (two prototypes + noise), train/valid/test keys."""
+    rng = np.random.default_rng(0)
+    protos = (rng.random((2, 36)) < 0.4)
+
+    def make(n: int) -> np.ndarray:
+        idx = rng.integers(0, 2, n)
+        flip = rng.random((n, 36)) < 0.05
+        return (protos[idx] ^ flip).astype(np.uint8)
+
+    p = tmp_path / "tiny.npz"
+    np.savez_compressed(p, train=make(400), valid=make(100), test=make(100))
+    return p

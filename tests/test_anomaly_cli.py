@@ -1,0 +1,83 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaekit.cli import main
+
+FAST = ["--epochs", "20", "--n-models", "1", "--k", "4", "--hidden", "16", "--latent-dim", "2"]
+
+
+def cli(capsys, *args):
+    """Run the CLI in-process → (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def tables(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 300
+    a = rng.normal(size=n)
+    train = pd.DataFrame({"id": np.arange(n), "a": a, "b": a * 2 + 0.1 * rng.normal(size=n),
+                          "shop": rng.choice(["north", "south"], n)})
+    train.to_csv(tmp_path / "train.csv", index=False)
+    new = train.iloc[:40].copy()
+    new.loc[:9, "b"] = -new.loc[:9, "b"] + 5  # 10 broken rows
+    new.to_csv(tmp_path / "new.csv", index=False)
+    return tmp_path
+
+
+def test_fit_then_score_writes_scores_labels_top_columns_and_histogram(capsys, tables):
+    t = tables
+    code, out, err = cli(capsys, "anomaly", "fit", t / "train.csv", "--out", t / "det", "--ignore", "id", *FAST)
+    assert code == 0, err
+    assert "a:continuous, b:continuous, shop:categorical" in out and (t / "det" / "train_scores.png").exists()
+    code, out, err = cli(capsys, "anomaly", "score", t / "det", t / "new.csv", "--out", t / "scores.csv",
+                         "--id-column", "id", "--chunksize", "15")
+    assert code == 0, err
+    assert "scored 40 rows" in out
+    res = pd.read_csv(t / "scores.csv")
+    assert list(res.columns) == ["id", "score", "label", "top_columns"] and len(res) == 40
+    assert res["score"][:10].min() > res["score"][10:].median()
+    assert res["label"][:10].mean() > res["label"][10:].mean()
+    assert (t / "scores.png").stat().st_size > 1000
+    # a second fit into the same folder is refused unless --overwrite
+    code, _, err = cli(capsys, "anomaly", "fit", t / "train.csv", "--out", t / "det", *FAST)
+    assert code == 2 and "already holds a detector" in err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.assign(shop=["east"] + ["north"] * (len(d) - 1)), r"column 'shop' has 1 value\(s\) of unseen"),
+    (lambda d: d.drop(columns="b"), r"missing column\(s\) \['b'\]"),
+    (lambda d: d.assign(a=[None] + [1.0] * (len(d) - 1)), r"column 'a' has 1 missing value"),
+])
+def test_bad_tables_exit_2_with_one_line(capsys, tables, change, message):
+    import re
+
+    t = tables
+    assert cli(capsys, "anomaly", "fit", t / "train.csv", "--out", t / "det", "--ignore", "id", *FAST)[0] == 0
+    change(pd.read_csv(t / "new.csv")).to_csv(t / "bad.csv", index=False)
+    code, _, err = cli(capsys, "anomaly", "score", t / "det", t / "bad.csv", "--out", t / "s.csv")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and re.search(message, lines[0]), err
+    assert not (t / "s.csv").exists()
+
+
+def test_entry_point_help_and_missing_file():
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    for sub in ("fit", "score"):
+        p = subprocess.run([sys.executable, "-m", "vaekit.cli", "anomaly", sub, "--help"], capture_output=True,
+                           text=True, env=env, timeout=120)
+        assert p.returncode == 0 and "Usage" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "vaekit.cli", "anomaly", "fit", "nope.csv", "--out", "x"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip() == "error: nope.csv: file not found"

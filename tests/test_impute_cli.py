@@ -1,0 +1,112 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from vaekit.cli import main
+from vaekit.conditional import inpaint
+from vaekit.config import ModelConfig
+from vaekit.model import VAE
+
+FAST = ["--max-steps", "60", "--n-samples", "32"]
+
+
+def cli(capsys, *args):
+    """Run the CLI in-process → (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def table(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 120
+    a = rng.normal(size=n)
+    df = pd.DataFrame({"id": np.arange(n), "a": a, "b": 2 * a + 0.1 * rng.normal(size=n),
+                       "shop": np.where(a > 0, "north", "south")})
+    holes = df.copy()
+    holes.loc[rng.random(n) < 0.3, "b"] = np.nan
+    holes.loc[rng.random(n) < 0.2, "shop"] = np.nan
+    holes["a"] = holes["a"].astype(object)
+    holes.loc[5, "a"] = "?"
+    holes.to_csv(tmp_path / "data.csv", index=False)
+    return tmp_path, holes
+
+
+def test_impute_csv_and_parquet_single_and_multiple(capsys, table):
+    t, holes = table
+    code, out, err = cli(capsys, "impute", t / "data.csv", "--out", t / "done.csv", "--na-values", "?",
+                         "--ignore", "id", "--uncertainty", t / "unc.parquet", *FAST)
+    assert code == 0, err
+    assert "imputed" in out and "completed table" in out
+    done = pd.read_csv(t / "done.csv")
+    assert list(done.columns) == ["id", "a", "b", "shop"] and len(done) == 120 and not done.isna().any().any()
+    obs = holes["b"].notna()
+    assert np.allclose(done.loc[obs, "b"], holes.loc[obs, "b"].astype(float), rtol=0, atol=1e-12)
+    assert set(done["shop"]) <= {"north", "south"} and (done["id"] == np.arange(120)).all()
+    unc = pd.read_parquet(t / "unc.parquet")
+    assert unc.shape == (120, 3) and (unc.loc[obs, "b"] == 0).all() and (unc.loc[~obs, "b"] > 0).all()
+    code, out, err = cli(capsys, "impute", t / "data.csv", "--out", t / "many.parquet", "--multiple", "3",
+                         "--na-values", "?", "--ignore", "id", *FAST)
+    assert code == 0, err
+    many = pd.read_parquet(t / "many.parquet")
+    assert list(many.columns) == ["imputation", "id", "a", "b", "shop"] and len(many) == 360
+    assert list(many.groupby("imputation").size()) == [120, 120, 120]
+    b = many.pivot(index="id", columns="imputation", values="b")
+    assert (b[~obs.to_numpy()].std(axis=1) > 0).all() and (b[obs.to_numpy()].std(axis=1) == 0).all()
+
+
+def test_impute_errors_are_one_line(capsys, table):
+    t, _ = table
+    code, out, err = cli(capsys, "impute", t / "data.csv", "--out", t / "x.csv", *FAST)  # '?' not declared missing
+    assert code == 2 and err.count("\n") == 1 and "column 'a' holds numbers" in err and "'?'" in err
+    code, _, err = cli(capsys, "impute", t / "data.csv", "--out", t / "x.txt", *FAST)
+    assert code == 2 and "must end in .csv or .parquet" in err
+    code, _, err = cli(capsys, "impute", t / "nope.csv", "--out", t / "x.csv")
+    assert code == 2 and "not found" in err
+
+
+@pytest.fixture
+def image_model(tmp_path, tiny_npz, capsys):
+    code, _, err = cli(capsys, "train", "--data", tiny_npz, "--out", tmp_path / "run", "--epochs", "3",
+                       "--latent-dim", "4", "--hidden", "32", "--no-progress")
+    assert code == 0, err
+    img = (np.load(tiny_npz)["test"][0].reshape(6, 6) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "img.png")
+    hole = np.zeros((6, 6), dtype=np.uint8)
+    hole[1:4, 2:5] = 255
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    return tmp_path, img, hole
+
+
+def test_inpaint_fills_only_masked_pixels(capsys, image_model):
+    t, img, hole = image_model
+    code, out, err = cli(capsys, "inpaint", t / "run", t / "img.png", "--mask", t / "mask.png", "--out",
+                         t / "filled.png", "--n-samples", "64")
+    assert code == 0, err
+    assert "filled 9 of 36 pixels" in out
+    filled = np.asarray(Image.open(t / "filled.png"))
+    assert filled.shape == (6, 6) and np.array_equal(filled[hole == 0], img[hole == 0])
+    Image.fromarray(np.zeros((5, 6), dtype=np.uint8)).save(t / "bad.png")
+    code, _, err = cli(capsys, "inpaint", t / "run", t / "img.png", "--mask", t / "bad.png", "--out", t / "f.png")
+    assert code == 2 and "mask is 6×5 pixels" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "logistic"])
+def test_inpainting_ignores_the_hidden_pixels_and_keeps_the_others(likelihood):
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(input_shape=(1, 4, 4), latent_dim=2, hidden=(16,), likelihood=likelihood)).eval()
+    x = torch.rand(3, 16) if likelihood != "logistic" else torch.randint(0, 256, (3, 16)) / 127.5 - 1
+    observed = torch.rand(3, 16) > 0.4
+    a, ess = inpaint(model, x, observed, n_samples=50)
+    b, _ = inpaint(model, torch.where(observed, x, x.flip(0)), observed, n_samples=50)
+    assert torch.equal(a, b)  # the hidden values play no part
+    assert torch.equal(a[observed], x[observed]) and ((ess >= 1) & (ess <= 50)).all()
+    full, _ = inpaint(model, x, torch.ones_like(observed), n_samples=10)
+    assert torch.equal(full, x)

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+import torch
+
+from vaekit.config import ModelConfig
+from vaekit.errors import CheckpointError
+from vaekit.io import load_model, save_model
+from vaekit.model import VAE
+
+
+def _model():
+    torch.manual_seed(0)
+    return VAE(ModelConfig(input_shape=(1, 6, 6), latent_dim=3, hidden=(16,)))
+
+
+def test_save_load_gives_identical_outputs(tmp_path):
+    m = _model().eval()
+    save_model(m, tmp_path / "m", extra={"note": 1})
+    m2, extra = load_model(tmp_path / "m")
+    x = torch.rand(5, 36)
+    assert extra == {"note": 1}
+    assert torch.equal(m.encode(x)[0], m2.encode(x)[0])
+    assert torch.equal(m.decode(torch.ones(2, 3)), m2.decode(torch.ones(2, 3)))
+    assert not list((tmp_path / "m").glob("*.tmp")) and not list((tmp_path / "m").glob(".*"))
+
+
+def test_no_pickle_in_model_folder(tmp_path):
+    save_model(_model(), tmp_path / "m")
+    raw = (tmp_path / "m" / "model.safetensors").read_bytes()
+    assert b"\x80\x04" not in raw[:16]  # not a pickle protocol header
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "model.safetensors").write_bytes(b"garbage"), "truncated or not a safetensors"),
+    (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:-40]), "corrupt|truncated"),
+    (lambda d: (d / "model.safetensors").unlink(), "not found"),
+    (lambda d: (d / "config.json").write_text("{"), "not valid JSON"),
+    (lambda d: (d / "config.json").write_text(json.dumps({"format": "vaekit-model", "version": 99})), "version 99"),
+    (lambda d: (d / "config.json").write_text(json.dumps({"format": "other"})), "not a vaekit model"),
+])
+def test_bad_model_folders_give_clear_errors(tmp_path, damage, message):
+    save_model(_model(), tmp_path / "m")
+    damage(tmp_path / "m")
+    with pytest.raises(CheckpointError, match=message):
+        load_model(tmp_path / "m")
+
+
+def test_wrong_shapes_are_named(tmp_path):
+    save_model(_model(), tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "config.json").read_text())
+    doc["model"]["latent_dim"] = 5
+    (tmp_path / "m" / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=r"to_posterior\.(weight|bias).*shape"):
+        load_model(tmp_path / "m")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="model folder not found"):
+        load_model(tmp_path / "nope")

@@ -8,7 +8,7 @@ import pytest
 
 from vaekit.cli import main
 
-FAST = ["--epochs", "20", "--n-models", "1", "--k", "4", "--hidden", "16", "--latent-dim", "2"]
+FAST = ["--max-steps", "300", "--n-models", "1", "--k", "4", "--hidden", "16", "--latent-dim", "2"]
 
 
 def cli(capsys, *args):

@@ -47,7 +47,17 @@ def test_beats_mean_imputation_and_keeps_observed_entries(fitted):
     mse = np.mean((out[miss] - x[miss]) ** 2)
     mse_mean = np.mean((np.nanmean(x_miss, 0)[np.nonzero(miss)[1]] - x[miss]) ** 2)
     assert mse < 0.5 * mse_mean, (mse, mse_mean)
-    assert imp.n_steps_ == 500 and 0 < imp.best_step_ <= 500 and imp.validation_
+    assert imp.n_steps_ == imp.best_step_ == 500 and imp.validation_ == []  # no early stopping by default
+
+
+def test_early_stopping_keeps_the_best_weights_on_held_out_entries():
+    x = _correlated(n=200)
+    x_miss, _ = _mcar(x)
+    imp = VAEImputer(**{**SMALL, "max_steps": 300, "validation_fraction": 0.2, "patience": 2}).fit(x_miss)
+    steps, errs = zip(*imp.validation_)
+    assert imp.n_steps_ == steps[-1] <= 300 and imp.best_step_ == steps[int(np.argmin(errs))]
+    if imp.n_steps_ < 300:  # stopped early: the last `patience` checks did not improve on the best one
+        assert int(np.argmin(errs)) == len(errs) - 3
 
 
 def test_a_row_is_imputed_the_same_whatever_its_batch(fitted):

@@ -36,12 +36,30 @@ from .data.tabular import Column, TabularSchema, named
 from .errors import DataError, VaekitError
 from .likelihoods import make_likelihood
 from .model import VAE
+from .objectives import ELBO, LossOutput
 from .train import Trainer
 
 SCORES = ("elbo", "nll", "recon_prob", "recon_error")
 LIKELIHOODS = ("auto", "mixed", "bernoulli", "gaussian", "gaussian_learned")
 AUTO_K = 3.0  # contamination='auto': median + AUTO_K · robust sd
 MIN_STEPS_PER_EPOCH = 20
+
+
+class TrimmedELBO(ELBO):
+    """L = mean of −[log p(x|z) − β·KL] over the (1 − trim) best-explained rows of each batch (robust to outliers)."""
+
+    def __init__(self, trim: float, beta: float = 1.0) -> None:
+        super().__init__(beta)
+        self.trim = trim
+
+    def __call__(self, model: VAE, x: torch.Tensor, c: torch.Tensor | None = None,
+                 epoch_progress: float = math.inf) -> LossOutput:
+        out = model(x, c)
+        log_px = model.log_px(out.params, x)
+        kl = model.prior.kl(out.mu, out.logvar).sum(-1)
+        per_row = -(log_px - self.beta * kl)
+        kept = torch.topk(per_row, max(1, math.ceil((1 - self.trim) * len(per_row))), largest=False).values
+        return LossOutput(kept.mean(), -log_px.mean().detach(), kl.mean().detach(), (log_px - kl).mean().detach())
 
 
 def _is_frame(X: Any) -> bool:
@@ -58,11 +76,12 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
     ``feature_baseline_`` (training median of each column's term), ``n_features_in_``.
     """
 
-    def __init__(self, score_type: str = "nll", k: int = 16, contamination: float | str = 0.1, latent_dim: int = 4,
+    def __init__(self, score_type: str = "nll", k: int = 16, contamination: float | str = 0.1, latent_dim: int = 16,
                  hidden: Sequence[int] = (64, 64), activation: str = "tanh", epochs: int = 1000,
                  batch_size: int = 128, lr: float = 2e-3, beta: float = 1.0, obs_logvar_min: float = -7.0,
-                 validation_fraction: float = 0.1, early_stopping: int = 0, max_steps: int = 2500,
-                 n_models: int = 3, likelihood: str = "auto", column_transform: str = "standard",
+                 obs_variance: str = "decoder", trim: float = 0.2,
+                 validation_fraction: float = 0.1, early_stopping: int = 0, max_steps: int = 1000,
+                 n_models: int = 5, likelihood: str = "auto", column_transform: str = "standard",
                  allow_missing: bool | Sequence[str] = False, unknown_category: str = "error",
                  column_kinds: Mapping[str, str] | None = None, random_state: int | None = None,
                  verbose: bool = False) -> None:
@@ -77,6 +96,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.lr = lr
         self.beta = beta
         self.obs_logvar_min = obs_logvar_min
+        self.obs_variance = obs_variance
+        self.trim = trim
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.max_steps = max_steps
@@ -168,9 +189,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         if self._mixed:
             return ModelConfig(input_shape=(x.shape[1],), latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
                                activation=self.activation, likelihood="mixed", obs_logvar_min=self.obs_logvar_min,
+                               obs_variance=self.obs_variance,
                                column_kinds=self.schema_.column_kinds, column_sizes=self.schema_.column_sizes)
         return ModelConfig(input_shape=(x.shape[1],), latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
-                           activation=self.activation, likelihood=self.likelihood, obs_logvar_min=self.obs_logvar_min)
+                           activation=self.activation, likelihood=self.likelihood, obs_logvar_min=self.obs_logvar_min,
+                           obs_variance=self.obs_variance if self.likelihood == "gaussian_learned" else "decoder")
 
     def _fit_member(self, x: torch.Tensor, mcfg: ModelConfig, seed: int) -> VAE:
         n = len(x)
@@ -188,7 +211,10 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = VAE(mcfg)
-            Trainer(model, tcfg, progress=bool(self.verbose)).fit(x_tr, x_va)
+            trainer = Trainer(model, tcfg, progress=bool(self.verbose))
+            if self.trim > 0:
+                trainer.objective = TrimmedELBO(float(self.trim), float(self.beta))
+            trainer.fit(x_tr, x_va)
         return model.eval().double()  # scoring in float64: a row's score is the same whatever batch it is in
 
     def fit(self, X: Any, y: Any = None) -> "VAEAnomalyDetector":

@@ -159,9 +159,9 @@ def anomaly_fit(
     contamination: str = typer.Option("0.1", help="Expected outlier fraction in (0, 0.5], or 'auto' (median + 3 robust sd)."),
     score: str = typer.Option("nll", help="nll | elbo | recon_prob | recon_error."),
     k: int = typer.Option(16, "--k", help="Latent samples per row for the score."),
-    n_models: int = typer.Option(3, "--n-models", help="Ensemble size (seeds seed, seed+1, ...)."),
-    epochs: int = typer.Option(100, help="Maximum epochs (early stopping on a 10% hold-out)."),
-    latent_dim: int = typer.Option(4, "--latent-dim"),
+    n_models: int = typer.Option(5, "--n-models", help="Ensemble size (seeds seed, seed+1, ...)."),
+    max_steps: int = typer.Option(1000, "--max-steps", help="Optimizer steps per model (best on a 10% hold-out kept)."),
+    latent_dim: int = typer.Option(16, "--latent-dim"),
     hidden: str = typer.Option("64,64", help="Hidden layer sizes, comma-separated."),
     transform: str = typer.Option("standard", help="Continuous columns: standard | quantile | yeo-johnson | none."),
     categorical: str = typer.Option("", help="Columns to treat as categorical (comma-separated)."),
@@ -195,7 +195,7 @@ def anomaly_fit(
     except ValueError:
         raise VaekitError(f"--contamination must be a number or 'auto', got {contamination!r}") from None
     det = VAEAnomalyDetector(score_type=score, k=k, contamination=cont, latent_dim=latent_dim, hidden=_ints(hidden, "hidden"),
-                             epochs=epochs, n_models=n_models, column_transform=transform, column_kinds=kinds or None,
+                             max_steps=max_steps, n_models=n_models, column_transform=transform, column_kinds=kinds or None,
                              allow_missing=allow_missing, unknown_category=unknown, random_state=seed)
     det.fit(df)
     det.save(out)

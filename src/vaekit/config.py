@@ -47,6 +47,7 @@ class ModelConfig:
     prior: str = "standard_normal"
     n_conditions: int = 0  # >0: conditional VAE, one-hot condition fed to encoder and decoder
     obs_logvar_min: float = -9.0  # floor of the decoder's learned log-variance (gaussian_learned, mixed)
+    obs_variance: str = "decoder"  # gaussian_learned / mixed: log σ² from the decoder, or one free "column" parameter
     column_kinds: tuple[str, ...] = ()  # likelihood "mixed": continuous | binary | categorical per column
     column_sizes: tuple[int, ...] = ()  # likelihood "mixed": categories per categorical column, 1 otherwise
 
@@ -60,6 +61,10 @@ class ModelConfig:
             raise VaekitError(f"likelihood {self.likelihood!r} is not one of {list(LIKELIHOODS)}")
         if self.arch not in ARCHS:
             raise VaekitError(f"arch {self.arch!r} is not one of {list(ARCHS)}")
+        if self.obs_variance not in ("decoder", "column"):
+            raise VaekitError(f"obs_variance {self.obs_variance!r} is not one of ['decoder', 'column']")
+        if self.obs_variance == "column" and self.likelihood not in ("gaussian_learned", "mixed"):
+            raise VaekitError("obs_variance 'column' needs likelihood 'gaussian_learned' or 'mixed'")
         if self.latent_dim < 1:
             raise VaekitError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if self.arch == "conv" and len(self.input_shape) != 3:

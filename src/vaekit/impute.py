@@ -4,8 +4,11 @@ Model: the ``mixed`` likelihood over a :class:`~vaekit.data.tabular.TabularSchem
 N(μ_j(z), σ_j²(z)); binary: Bernoulli; categorical: softmax). The encoder sees x̃ = zero-filled values + observed-mask
 bits. Training maximises the IWAE bound on the observed entries only,
     log p(x_obs) ≥ E log (1/K) Σ_k p(x_obs|z_k) p(z_k) / q(z_k|x̃),   log p(x_obs|z) = Σ_{j observed} log p_j(x_j|z),
-with a cosine learning-rate decay and early stopping on a held-out ``validation_fraction`` of the observed entries
-(their imputation error: squared error in standardised units, Brier score for binary/categorical columns).
+over min(``max_steps``, ``epochs`` passes) Adam steps with a cosine learning-rate decay; the networks run in bfloat16 on
+CPUs that multiply it natively (``precision="auto"``), importance weights and imputations always in float32. The
+observation log-variance has a floor (``obs_logvar_min``, in standardised units), which regularises small tables.
+Optional early stopping (``validation_fraction`` > 0) holds out that share of the observed entries and keeps the
+weights with the lowest imputation error on them (squared error, standardised units; Brier score for discrete columns).
 
 ``transform``: x̂_j = t_j⁻¹(Σ_l w̄_l μ_j(z_l)) for continuous columns (t_j = the column's fitted transform),
 argmax_c Σ_l w̄_l p_j(c|z_l) for binary/categorical ones; w̄ ∝ p(x_obs|z_l) p(z_l)/q(z_l|x̃), z_l ~ q(z|x̃), L = ``n_samples``
@@ -20,6 +23,7 @@ numbers, or an array) → DataError naming the column and the value; observed un
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, Mapping, Sequence
@@ -34,8 +38,7 @@ from .config import ModelConfig, TrainConfig
 from .data.tabular import TabularSchema, named
 from .errors import DataError, TrainingError, VaekitError
 from .model import VAE
-from .objectives import IWAE
-from .train import make_optimizer
+from .train import autocast, make_optimizer
 
 N_VALID_SAMPLES = 32  # importance samples for the early-stopping imputations
 MIN_VALID_ENTRIES = 20
@@ -49,6 +52,31 @@ def _is_frame(X: Any) -> bool:
 
 def _is_nan(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+@functools.lru_cache(maxsize=1)
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX); then training runs in bf16."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def miwae_loss(model: VAE, x: torch.Tensor, k: int, precision: str = "fp32") -> torch.Tensor:
+    """−mean_i log (1/K) Σ_k p(x_obs,i|z_k) p(z_k) / q(z_k|x̃_i), z_k ~ q(z|x̃_i); networks in ``precision``, weights fp32."""
+    with autocast(precision):
+        mu, logvar = model.encode(x)
+    mu, logvar = mu.float(), logvar.float()
+    eps = torch.randn(k, *mu.shape)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    with autocast(precision):
+        params = model.decode(z)
+    log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+    log_w = model.likelihood.log_prob(params.float(), x) + model.prior.log_prob(z) - log_q
+    return -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
 
 
 def _fill_column(col: Any, pos: np.ndarray, new: np.ndarray) -> Any:
@@ -78,8 +106,8 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, missing_values: Any = np.nan, latent_dim: int | str = "auto",
                  hidden: Sequence[int] = (128, 128, 128), activation: str = "tanh", k: int = 20,
-                 n_samples: int = 1000, max_steps: int = 6000, epochs: int = 2000, batch_size: int = 64,
-                 lr: float = 1e-3, obs_logvar_min: float = -6.0, validation_fraction: float = 0.05,
+                 n_samples: int = 1000, max_steps: int = 10000, epochs: int = 300, batch_size: int = 64,
+                 lr: float = 1e-3, precision: str = "auto", obs_logvar_min: float = -4.0, validation_fraction: float = 0.0,
                  patience: int = 10, column_transform: str = "standard", column_kinds: Mapping[str, str] | None = None,
                  random_state: int | None = None, verbose: bool = False) -> None:
         self.missing_values = missing_values
@@ -92,6 +120,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.precision = precision
         self.obs_logvar_min = obs_logvar_min
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -113,6 +142,8 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise VaekitError(f"{', '.join(bad)} must be integers >= 1")
         if not (self.latent_dim == "auto" or (isinstance(self.latent_dim, (int, np.integer)) and self.latent_dim >= 1)):
             raise VaekitError(f"latent_dim must be 'auto' or an integer >= 1, got {self.latent_dim!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise VaekitError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if not 0 <= self.validation_fraction < 1 or self.patience < 0 or not self.lr > 0:
             raise VaekitError("validation_fraction must be in [0, 1), patience >= 0 and lr > 0")
 
@@ -231,19 +262,21 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return float(per_col[held].mean())
 
     def _train(self, x: torch.Tensor) -> VAE:
+        """Adam on the MIWAE loss, cosine decay to 5% of ``lr`` over min(max_steps, epochs · batches per epoch) steps."""
         rng = np.random.default_rng(self._seed)
         x_tr, held = self._hold_out(x, rng)
         model = VAE(self._model_config())
-        objective = IWAE(k=int(self.k))
         opt = make_optimizer(model, TrainConfig(lr=self.lr))
         n, bs = len(x_tr), max(1, min(int(self.batch_size), len(x_tr)))
-        total = max(1, min(int(self.max_steps), int(self.epochs) * math.ceil(n / bs)))
+        total = max(1, min(int(self.max_steps), int(self.epochs) * (n // bs)))
         every = max(25, total // 60)
         if held is not None:
             rows = held.any(1)
             val = (x_tr[rows], x[rows], held[rows], shared_eps(N_VALID_SAMPLES, model.config.latent_dim, self._seed))
         gen = torch.Generator().manual_seed(self._seed + 1)
+        precision = self.precision if self.precision != "auto" else ("bf16" if native_bf16() else "fp32")
         best, best_err, best_step, bad, step, nan_events, lr = None, math.inf, 0, 0, 0, 0, float(self.lr)
+        snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.validation_: list[tuple[int, float]] = []
         t0 = time.perf_counter()
         model.train()
@@ -252,36 +285,38 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             for a in range(0, n - bs + 1, bs):
                 for g in opt.param_groups:  # cosine decay to 5% of lr
                     g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
-                loss = objective(model, x_tr[perm[a:a + bs]]).loss
-                if not torch.isfinite(loss):
+                loss = miwae_loss(model, x_tr[perm[a:a + bs]], int(self.k), precision)
+                if not torch.isfinite(loss):  # roll back to the last snapshot with half the learning rate
                     nan_events += 1
-                    if nan_events > 3 or best is None:
-                        raise TrainingError(f"the IWAE loss became NaN/inf at step {step}")
-                    model.load_state_dict(best)
+                    if nan_events > 3:
+                        raise TrainingError(f"the MIWAE loss became NaN/inf at step {step} (after 3 rollbacks)")
+                    model.load_state_dict(snapshot)
                     lr *= 0.5
                     continue
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 step += 1
-                if step % every == 0 or step == total:
-                    err = self._valid_error(model.eval(), *val) if held is not None else -step
+                if step % every == 0:
+                    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if self.verbose:
+                        print(f"step {step}/{total}: loss {float(loss):.4f} ({time.perf_counter() - t0:.1f} s)")
+                if held is not None and (step % every == 0 or step == total):
+                    err = self._valid_error(model.eval(), *val)
                     model.train()
                     self.validation_.append((step, err))
-                    if self.verbose:
-                        print(f"step {step}/{total}: held-out error {err:.4f} ({time.perf_counter() - t0:.1f} s)")
                     if err < best_err:
                         best_err, best_step, bad = err, step, 0
                         best = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     else:
                         bad += 1
-                    if self.patience and bad >= self.patience and held is not None:
+                    if self.patience and bad >= self.patience:
                         total = step
                 if step >= total:
                     break
         if best is not None:
             model.load_state_dict(best)
-        self.n_steps_, self.best_step_ = step, best_step
+        self.n_steps_, self.best_step_ = step, best_step if best is not None else step
         return model.eval()
 
     # --- imputing ------------------------------------------------------------------------------------------------

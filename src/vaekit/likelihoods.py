@@ -37,6 +37,10 @@ class Likelihood:
         """(x_d − E[x_d|z])² per data dimension, the reconstruction error behind ``recon_error`` scores."""
         return (x - _up(self.mean(params))) ** 2
 
+    def logvar_mask(self, width: int) -> torch.Tensor | None:
+        """Boolean (P, width) marking the decoder outputs that are log-variances (None: the likelihood has none)."""
+        return None
+
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """E[x|z] in data space (what the user sees)."""
         raise NotImplementedError
@@ -154,6 +158,11 @@ class GaussianLearned(Gaussian):
 
     def _logvar(self, params: torch.Tensor) -> torch.Tensor:
         return _up(params[..., 1, :]).clamp(self.logvar_min, 5.0)
+
+    def logvar_mask(self, width: int) -> torch.Tensor:
+        mask = torch.zeros(2, width, dtype=torch.bool)
+        mask[1] = True
+        return mask
 
 
 class DiscretizedLogistic(Likelihood):
@@ -280,6 +289,11 @@ class MixedTabular(Likelihood):
             lambda onehot, logits: (onehot * torch.log_softmax(logits, -1)).sum(-1))
 
     log_prob_columns = log_prob_dims
+
+    def logvar_mask(self, width: int) -> torch.Tensor:
+        mask = torch.zeros(1, self.out_dim, dtype=torch.bool)
+        mask[0, self.cont_out + 1] = True
+        return mask
 
     def sq_error_dims(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per column: (x − μ)², (x − p)², or the Brier score Σ_k (onehot_k − p_k)²; 0 where unobserved."""

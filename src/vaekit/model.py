@@ -14,6 +14,7 @@ from torch import nn
 from .config import ModelConfig
 from .likelihoods import Likelihood, make_likelihood
 from .nn import make_decoder, make_encoder
+from .nn.blocks import ColumnVariance
 from .priors import Prior, gaussian_log_prob, make_prior
 
 
@@ -39,6 +40,10 @@ class VAE(nn.Module):
         self.encoder = make_encoder(config)
         self.to_posterior = nn.Linear(self.encoder.out_dim, 2 * config.latent_dim)
         self.decoder = make_decoder(config, self.likelihood.n_params, self.likelihood.out_dim)
+        if config.obs_variance == "column":
+            mask = self.likelihood.logvar_mask(self.decoder.data_dim)
+            assert mask is not None
+            self.decoder = ColumnVariance(self.decoder, mask)
         self.prior: Prior = make_prior(config.prior, config.latent_dim)
 
     # --- encoder -------------------------------------------------------------------------------

@@ -108,6 +108,22 @@ class ConvDecoder(nn.Module):
         return y.reshape(*lead, self.n_params, c * h * w)
 
 
+class ColumnVariance(nn.Module):
+    """θ(z) with the log-variance entries replaced by free parameters: σ² per column, independent of z."""
+
+    def __init__(self, decoder: nn.Module, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.inner = decoder
+        self.register_buffer("mask", mask, persistent=False)
+        self.logvar = nn.Parameter(torch.zeros(int(mask.sum())))
+        self.n_params, self.data_dim = decoder.n_params, decoder.data_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.inner(z)
+        full = torch.zeros(self.mask.shape, dtype=out.dtype, device=out.device).masked_scatter(self.mask, self.logvar)
+        return torch.where(self.mask, full.to(out.dtype), out)
+
+
 def make_encoder(cfg: ModelConfig) -> nn.Module:
     return ConvEncoder(cfg) if cfg.arch == "conv" else MLPEncoder(cfg)
 

@@ -20,7 +20,7 @@ def _client(n_conditions=0, with_examples=True):
 def test_page_and_info():
     c = _client()
     assert "latent explorer" in c.get("/").text
-    assert c.get("/api/info").json() == {"latent_dim": 3, "image_shape": [6, 6], "n_conditions": 0,
+    assert c.get("/api/info").json() == {"latent_dim": 3, "image_shape": [1, 6, 6], "n_conditions": 0,
                                          "n_examples": 5, "likelihood": "bernoulli"}
 
 

@@ -2,7 +2,6 @@
 
 A thin FastAPI layer over :mod:`vaekit.explore`; the page is plain HTML/JS served from this package (no CDN).
 """
-from __future__ import annotations
 
 import base64
 import io

@@ -234,6 +234,9 @@ def anomaly_score(
 from .cli_explore import register as _register_explore  # noqa: E402
 
 _register_explore(app)
+from .cli_compress import register as _register_compress  # noqa: E402
+
+_register_compress(app)
 
 
 # --- imputation and inpainting (issue 4) -----------------------------------------------------------------------------

@@ -63,6 +63,9 @@ def run_demo(out: str | Path = "demo-report", epochs: int = 200, seed: int = 0, 
     exploration_section(report, model, x["test"], seed)
     anomaly_section(report, data, epochs, seed)
     inpainting_section(report, model, x, seed)
+    from .compress.report import compression_section
+
+    compression_section(report, model, x["test"], seed)
     return report.write()
 
 

@@ -16,3 +16,11 @@ class CheckpointError(VaekitError):
 
 class TrainingError(VaekitError):
     """Training cannot continue (e.g. the loss became NaN/inf)."""
+
+
+class CorruptFileError(VaekitError):
+    """A compressed file is truncated, corrupt, of another format version, or not a vaekit file at all."""
+
+
+class WrongModelError(VaekitError):
+    """A compressed file was made with a different model than the one given to decode it."""

@@ -1,0 +1,69 @@
+"""``vaekit compress`` / ``vaekit decompress``: thin CLI over :mod:`vaekit.compress` (lossy images, lossless arrays)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import VaekitError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the compress/decompress commands to the main app."""
+
+    @app.command()
+    def compress(
+        src: Path = typer.Argument(..., help="Image (PNG/JPEG; lossy) or array file (.npz/.npy/IDX; --lossless)."),
+        out: Path = typer.Option(..., "-o", "--out", help="Output .vkz file (written atomically)."),
+        model: Path = typer.Option(..., "--model", help="Codec model folder (lossy) or trained VAE folder (lossless)."),
+        quality: int = typer.Option(-1, "--quality", help="Lossy quality level (index into the codec's levels; "
+                                    "-1 = highest)."),
+        lossless: bool = typer.Option(False, "--lossless", help="Bits-back coding of discrete data under a VAE."),
+        split: Optional[str] = typer.Option(None, "--split", help="Split of an .npz to code (default: test)."),
+        latent_bits: int = typer.Option(12, "--latent-bits", help="Bits-back latent precision (buckets per dim 2^b)."),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Compress: a lossy learned image codec, or lossless bits-back coding (BB-ANS) with --lossless."""
+        if lossless:
+            from .compress.lossless import compress_array_file
+
+            r = compress_array_file(model, src, out, split, latent_bits, progress)
+            typer.echo(f"{r['items']} items, {r['raw_bytes']} raw bytes → {r['file_bytes']} bytes "
+                       f"({r['bits_per_dim']:.4f} bits/dim) in {r['seconds']:.1f} s; wrote {out}")
+            return
+        lossy = _lossy()
+        r = lossy.compress_image_file(model, src, out, quality)
+        typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in r.items()))
+
+    @app.command()
+    def decompress(
+        src: Path = typer.Argument(..., help="A .vkz file from 'vaekit compress'."),
+        out: Path = typer.Option(..., "-o", "--out", help="Decoded image (.png) or array (.npy)."),
+        model: Optional[Path] = typer.Option(None, "--model", help="Model folder (default: the one recorded in "
+                                             "the file; its fingerprint is always checked)."),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Decompress a .vkz file; refuses a corrupt file or a model other than the one that encoded it."""
+        from .compress.bitsback import CODEC
+        from .compress.container import read
+
+        box = read(src)
+        if box.codec == CODEC:
+            from .compress.lossless import decompress_array_file
+
+            r = decompress_array_file(src, out, model, progress)
+            typer.echo(f"decoded {r['items']} items {tuple(r['shape'])} in {r['seconds']:.1f} s; wrote {out}")
+            return
+        r = _lossy().decompress_image_file(src, out, model)
+        typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in r.items()))
+
+
+def _lossy():  # noqa: ANN202 - module
+    try:
+        from .compress import lossy
+    except ImportError as e:  # pragma: no cover - only when the optional piece is missing
+        raise VaekitError(f"the lossy image codec is not available ({e})") from None
+    return lossy

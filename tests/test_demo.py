@@ -16,6 +16,11 @@ def test_demo_writes_a_complete_report(tmp_path):
     for f in ("anomaly_scores.png", "anomaly_top.png"):  # the anomaly section
         assert (tmp_path / "rep" / f).stat().st_size > 0 and f in html
     assert 0.5 < metrics["anomaly"]["roc_auc"] <= 1.0
+    assert (tmp_path / "rep" / "tabular_generation.png").stat().st_size > 0 and "tabular_generation.png" in html
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "rep" / "synthetic_wine.csv")
+    assert len(rows) == 500 and set(rows["cultivar"]) <= {"class_0", "class_1", "class_2"}
     c = metrics["compression"]  # the compression section: exact, and near the model's −ELBO
     assert c["round_trip_exact"] is True and "compression_pair.png" in html
     assert 0.9 * c["neg_elbo_bits_per_dim"] < c["bits_per_dim_net"] < 1.2 * c["neg_elbo_bits_per_dim"]

@@ -2,7 +2,7 @@
 
 Core (eager): ``ModelConfig``, ``TrainConfig``, ``VAE``, ``Trainer``, ``evaluate``, ``save_model``, ``load_model``.
 Heavy modules load on first use: ``vaekit.VAEAnomalyDetector``, ``vaekit.TabularSchema``,
-``vaekit.VAEImputer``.
+``vaekit.VAEImputer``, ``vaekit.TabularGenerator``.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .train import Trainer
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "TrainConfig", "VAE", "VAEOutput", "Trainer", "evaluate", "save_model", "load_model",
            "VaekitError", "DataError", "CheckpointError", "TrainingError", "VAEAnomalyDetector", "TabularSchema",
-           "VAEImputer"]
+           "VAEImputer", "TabularGenerator"]
 
 
 def __getattr__(name: str) -> Any:
@@ -30,6 +30,10 @@ def __getattr__(name: str) -> Any:
         from .impute import VAEImputer
 
         return VAEImputer
+    if name == "TabularGenerator":
+        from .generate import TabularGenerator
+
+        return TabularGenerator
     if name == "TabularSchema":
         from .data.tabular import TabularSchema
 

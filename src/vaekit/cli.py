@@ -237,6 +237,9 @@ _register_explore(app)
 from .cli_compress import register as _register_compress  # noqa: E402
 
 _register_compress(app)
+from .cli_generate import register as _register_generate  # noqa: E402
+
+_register_generate(app)
 
 
 # --- imputation and inpainting (issue 4) -----------------------------------------------------------------------------

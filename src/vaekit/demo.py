@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ def run_demo(out: str | Path = "demo-report", epochs: int = 200, seed: int = 0, 
     from .compress.report import compression_section
 
     compression_section(report, model, x["test"], seed)
+    tabular_generation_section(report, epochs, seed)
     return report.write()
 
 
@@ -162,4 +164,55 @@ def inpainting_section(report: Report, model: VAE, x: dict[str, torch.Tensor], s
         "conditional expectation E[x_mis | x_obs] under the model above (L = 500 samples, likelihood restricted to "
         "the observed pixels); the error on the hidden pixels is compared with filling them by training pixel means.",
         images=[("inpainting.png", "test digits (top), block hidden (middle, grey), inpainted (bottom)")],
+        table=table))
+
+
+def tabular_generation_section(report: Report, epochs: int, seed: int) -> None:
+    """Conditional table generation: a :class:`~vaekit.generate.TabularGenerator` conditioned on the cultivar of
+    scikit-learn's wine table (178 rows, 13 measurements); 200 rows drawn per cultivar are compared with the real
+    rows (per-class means of two measurements, and a scatter plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from sklearn.datasets import load_wine
+
+    from .generate import TabularGenerator
+    from .io import atomic_save
+
+    t0 = time.perf_counter()
+    w = load_wine(as_frame=True)
+    df = w.data.assign(cultivar=[str(w.target_names[i]) for i in w.target])
+    gen = TabularGenerator(condition_columns=["cultivar"], max_steps=min(800, 20 * epochs), latent_dim=8,
+                           hidden=(128, 128), random_state=seed).fit(df)
+    classes = sorted(df["cultivar"].unique())
+    synth = pd.concat([gen.sample(200, {"cultivar": c}, random_state=seed + i) for i, c in enumerate(classes)])
+    gen.sample(500, random_state=seed).to_csv(report.dir / "synthetic_wine.csv", index=False)
+    cols = ["alcohol", "proline"]
+    table: dict[str, Any] = {"fit_seconds": time.perf_counter() - t0}
+    for c in classes:
+        for col in cols:
+            table[f"{c} {col}: real / synthetic mean"] = (
+                f"{df.loc[df.cultivar == c, col].mean():.3g} / {synth.loc[synth.cultivar == c, col].mean():.3g}")
+    report.metrics["tabular_generation"] = dict(table)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), dpi=90, sharex=True, sharey=True)
+    for ax, (title, frame) in zip(axes, (("real rows", df), ("synthetic rows (200 per cultivar)", synth))):
+        for c in classes:
+            part = frame[frame.cultivar == c]
+            ax.scatter(part[cols[0]], part[cols[1]], s=6, label=c)
+        ax.set_title(title)
+        ax.set_xlabel(cols[0])
+    axes[0].set_ylabel(cols[1])
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    atomic_save(report.dir / "tabular_generation.png", lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    report.add(Section(
+        "Tabular generation", "A conditional VAE (TabularGenerator; mixed likelihood over quantile-transformed "
+        "measurements) fitted on scikit-learn's wine table with the cultivar as condition column; rows are drawn "
+        "for a given cultivar without rejection sampling. Also written: synthetic_wine.csv (500 unconditioned rows). "
+        "CLI: vaekit generate fit TABLE.csv --out DIR --condition-columns cultivar; "
+        "vaekit generate sample DIR -n 1000 --where cultivar=class_0 --out rows.csv.",
+        images=[("tabular_generation.png", "alcohol vs proline, real and synthetic, coloured by cultivar")],
         table=table))

@@ -129,11 +129,13 @@ class BitsBackCodec:
             params = self.model.decode(z)[0]  # (P, D)
         lik = self.model.config.likelihood
         if lik == "bernoulli":
-            return self._bern, 1.0 / (1.0 + np.exp(-_round(params[0])))
+            with np.errstate(over="ignore"):
+                return self._bern, 1.0 / (1.0 + np.exp(-_round(params[0])))
         if lik == "logistic":
             mu, log_s = _round(params[0])[:, None], np.maximum(_round(params[1]), -7.0)[:, None]
             inner = (np.arange(1, 256) / 127.5 - 1.0 - 1.0 / 255)[None, :]  # bin boundaries between symbols
-            cdf = 1.0 / (1.0 + np.exp(-(inner - mu) / np.exp(log_s)))
+            with np.errstate(over="ignore"):  # exp → inf gives the exact limit cdf = 0
+                cdf = 1.0 / (1.0 + np.exp(-(inner - mu) / np.exp(log_s)))
             cdf = np.concatenate([np.zeros((self.D, 1)), cdf, np.ones((self.D, 1))], axis=1)
             return self._cat, np.maximum(np.diff(cdf, axis=1), 0.0)
         logits = _round(params.T)  # (D, K)

@@ -51,6 +51,14 @@ def generate(n: int, seed: int = 0, mixed: bool = False) -> Any:
 
 
 def _rss_mb() -> float:
+    """This process's peak resident memory (MB): VmHWM, which starts afresh at exec (Linux's ru_maxrss does not:
+    a spawned child would inherit the parent's peak); ru_maxrss elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -146,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
     atomic_write_text(out / "throughput.json", json.dumps(results, indent=2))
-    rows = [("vaekit score_file, CSV → CSV (default: 3 models, k = 16)", "vaekit_file_csv"),
+    d = VAEAnomalyDetector()
+    rows = [(f"vaekit score_file, CSV → CSV (default: {d.n_models} models, k = {d.k})", "vaekit_file_csv"),
             ("vaekit score_file, Parquet → CSV (default)", "vaekit_file_parquet"),
             ("vaekit score_file, mixed-type CSV (2 categorical + 2 binary columns)", "vaekit_file_csv_mixed"),
             ("vaekit decision_function, in memory (default)", "vaekit_memory"),

@@ -2,17 +2,23 @@
 
 Every case must end in the documented error (CorruptFileError / WrongModelError) or decode to exactly the
 original data; anything else (another exception, a hang, a large allocation) is a failure. Re-sealed cases
-recompute the checksum after mutating, so they reach the header parser and the bits-back decoder itself.
+recompute the checksum after mutating, so they reach the header parser and the decoders themselves. A re-sealed
+file is a forgery with a valid checksum: the bits-back decoder still catches it through the data digest in its
+header; the lossy decoder may legitimately decode such a forged payload to another image of the declared size
+("forged-decoded-other", counted but not a failure), while an un-sealed mutation must never decode differently.
 
-    python benchmarks/fuzz_vkz.py --cases 100000 --out benchmarks/results/compress/fuzz.json
+    python benchmarks/fuzz_vkz.py --codec bitsback --cases 100000 --out benchmarks/results/compress/fuzz_bitsback.json
+    python benchmarks/fuzz_vkz.py --codec lossy --cases 100000 --out benchmarks/results/compress/fuzz_lossy.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
+import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -49,19 +55,38 @@ def mutate(blob: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
     return bytes(body) + blob[-DIGEST_BYTES:], kind
 
 
+def setup_bitsback(rng: np.random.Generator) -> tuple[bytes, Callable[[bytes], np.ndarray], np.ndarray]:
+    """A tiny Bernoulli VAE and 4 coded binary rows."""
+    model = VAE(ModelConfig(input_shape=(16,), latent_dim=3, hidden=(16,))).eval()
+    codec = BitsBackCodec(model, latent_bits=8)
+    x = (rng.random((4, 16)) < 0.3).astype(np.uint8)
+    return codec.encode(x), codec.decode, x
+
+
+def setup_lossy(rng: np.random.Generator) -> tuple[bytes, Callable[[bytes], np.ndarray], np.ndarray]:
+    """A tiny two-level grayscale codec (trained for a few steps) and one coded 20×20 image."""
+    from vaekit.compress.lossy import compress_image, decompress_image, load_codec
+    from vaekit.compress.lossy_train import train_codec
+
+    imgs = [np.clip(rng.normal(128, 40, (32, 32)), 0, 255).astype(np.uint8) for _ in range(8)]
+    with tempfile.TemporaryDirectory() as d:
+        train_codec(imgs, d, [200, 20], N=8, M=8, n_down=2, steps=40, finetune_steps=10, batch_size=4, crop=16)
+        codec = load_codec(d)
+    blob = compress_image(codec, imgs[0][:20, :20], 0)
+    return blob, lambda data: decompress_image(data, codec), decompress_image(blob, codec)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--codec", choices=["bitsback", "lossy"], default="bitsback")
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/compress/fuzz.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = VAE(ModelConfig(input_shape=(16,), latent_dim=3, hidden=(16,))).eval()
-    codec = BitsBackCodec(model, latent_bits=8)
     rng = np.random.default_rng(args.seed)
-    x = (rng.random((4, 16)) < 0.3).astype(np.uint8)
-    blob = codec.encode(x)
+    blob, decode, x = setup_bitsback(rng) if args.codec == "bitsback" else setup_lossy(rng)
     counts: dict[str, int] = {}
     failures: list[str] = []
     worst, t0 = 0.0, time.perf_counter()
@@ -70,8 +95,9 @@ def main() -> int:
         data, kind = mutate(blob, rng)
         t = time.perf_counter()
         try:
-            y = codec.decode(data)
-            outcome = "decoded-identical" if np.array_equal(y, x) else "WRONG-DATA"
+            y = decode(data)
+            outcome = ("decoded-identical" if np.array_equal(y, x) else
+                       "forged-decoded-other" if args.codec == "lossy" and kind.endswith("+reseal") else "WRONG-DATA")
         except (CorruptFileError, WrongModelError) as e:
             outcome = type(e).__name__
         except Exception as e:  # noqa: BLE001 - a fuzz failure to report
@@ -82,7 +108,7 @@ def main() -> int:
             failures.append(f"case {case} ({kind}): decoded wrong data silently")
         counts[outcome] = counts.get(outcome, 0) + 1
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    doc = {"cases": args.cases, "file_bytes": len(blob), "outcomes": counts, "failures": failures[:50],
+    doc = {"codec": args.codec, "cases": args.cases, "file_bytes": len(blob), "outcomes": counts, "failures": failures[:50],
            "n_failures": len(failures), "worst_case_seconds": worst, "total_seconds": time.perf_counter() - t0,
            "max_rss_growth_mib": (rss - rss0) / 1024}
     args.out.parent.mkdir(parents=True, exist_ok=True)

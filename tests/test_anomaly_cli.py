@@ -6,20 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaekit.cli import main
+from tests.helpers import run_cli as cli
 
 FAST = ["--max-steps", "300", "--n-models", "1", "--k", "4", "--hidden", "16", "--latent-dim", "2"]
 
 
-def cli(capsys, *args):
-    """Run the CLI in-process → (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

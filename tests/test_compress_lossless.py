@@ -30,10 +30,14 @@ def _binary(n: int = 20, seed: int = 0) -> np.ndarray:
     return (protos[rng.integers(0, 2, n)] ^ (rng.random((n, 16)) < 0.1)).astype(np.uint8)
 
 
-def test_container_round_trip_and_every_truncation_is_refused():
-    blob = pack("c", b"\x07" * 16, {"n": 3, "s": "é"}, b"payload!")
+@pytest.mark.parametrize("codec", ["c", "bitsback", "vaekit-lossy-image"])
+@pytest.mark.parametrize("version", [1, 2])
+def test_container_round_trip_and_every_truncation_is_refused(codec, version):
+    fp = bytes(range(1, 17))
+    blob = pack(codec, fp, {"n": 3, "s": "é"}, b"payload!", version=version)
     box = unpack(blob)
-    assert (box.codec, box.fingerprint, box.meta, box.payload) == ("c", b"\x07" * 16, {"n": 3, "s": "é"}, b"payload!")
+    assert (box.codec, box.meta, box.payload, box.version) == (codec, {"n": 3, "s": "é"}, b"payload!", version)
+    assert box.fingerprint == (fp if version == 1 else fp[:8])
     for cut in range(len(blob)):
         with pytest.raises(CorruptFileError):
             unpack(blob[:cut])
@@ -41,6 +45,18 @@ def test_container_round_trip_and_every_truncation_is_refused():
         unpack(blob + b"\x00")
     with pytest.raises(CorruptFileError, match="magic"):
         unpack(b"PK\x03\x04" + blob[4:])
+
+
+def test_container_v2_header_is_compact_and_lengths_are_bounded():
+    blob = pack("vaekit-lossy-image", bytes(16), [28, 28, 1, 0], b"")
+    assert len(blob) == 6 + 2 + 1 + 8 + 1 + 1 + len(b"[28,28,1,0]") + 8  # 38 bytes of overhead on a 28×28 image
+    # a declared payload length of 2^42 (6-byte varint) is refused before anything is allocated
+    huge = blob[:18] + b"\x80\x80\x80\x80\x80\x40" + blob[19:]
+    with pytest.raises(CorruptFileError, match="out of range"):
+        unpack(huge)
+    endless = blob[:18] + b"\x80" * 12
+    with pytest.raises(CorruptFileError, match="varint"):
+        unpack(endless)
 
 
 def test_container_refuses_bit_flips_and_other_versions():
@@ -52,10 +68,10 @@ def test_container_refuses_bit_flips_and_other_versions():
         b[i] ^= 1 << int(rng.integers(8))
         with pytest.raises(CorruptFileError):
             unpack(bytes(b))
-    v2 = bytearray(blob)
-    v2[6] = 2
-    with pytest.raises(CorruptFileError, match="version 2"):
-        unpack(bytes(v2))
+    v3 = bytearray(blob)
+    v3[6] = 3
+    with pytest.raises(CorruptFileError, match="version 3"):
+        unpack(bytes(v3))
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "logistic", "categorical"])

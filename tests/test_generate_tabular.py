@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vaekit import TabularGenerator
-from vaekit.cli import main
 from vaekit.errors import CheckpointError, DataError, VaekitError
+from tests.helpers import run_cli as cli
 
 FAST = dict(max_steps=500, latent_dim=4, hidden=(64, 64), random_state=0)
 SHOP_MEAN = {"north": 0.0, "south": 5.0, "east": -5.0}
@@ -120,14 +120,6 @@ def test_bad_fit_inputs_and_parameters():
         TabularGenerator(max_steps=20).fit(df.assign(a=np.where(df.index == 3, np.nan, df["a"])))
 
 
-def cli(capsys, *args):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_fit_and_sample_with_where(capsys, tmp_path):

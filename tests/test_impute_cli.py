@@ -4,23 +4,14 @@ import pytest
 import torch
 from PIL import Image
 
-from vaekit.cli import main
 from vaekit.conditional import inpaint
 from vaekit.config import ModelConfig
 from vaekit.model import VAE
+from tests.helpers import run_cli as cli
 
 FAST = ["--max-steps", "60", "--n-samples", "32"]
 
 
-def cli(capsys, *args):
-    """Run the CLI in-process → (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

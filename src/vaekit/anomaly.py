@@ -269,9 +269,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
 
     def _score_encoded(self, x: torch.Tensor, memory_mb: float = 128.0) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble mean of scores and per-column terms, in row batches of bounded memory."""
-        n_out = self.models_[0].decoder.n_params * self.models_[0].decoder.data_dim
+        m0 = self.models_[0]
+        width = max(m0.decoder.n_params * m0.decoder.data_dim, x.shape[1], *m0.config.hidden)
         k = 1 if self.score_type == "recon_error" else int(self.k)
-        rows = max(32, int(memory_mb * 2**20 / (4 * 4 * k * max(n_out, x.shape[1]))))
+        # float64 working set ≈ 4 live (k, rows, width) tensors (hidden activations, decoder output, per-column terms)
+        rows = max(32, int(memory_mb * 2**20 / (8 * 4 * k * width)))
         score = np.zeros(len(x), dtype=np.float64)
         cols: np.ndarray | None = None
         x = x.double()

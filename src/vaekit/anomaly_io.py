@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from .anomaly import VAEAnomalyDetector, top_names
 from .data.tabular import TabularSchema
 from .errors import CheckpointError, DataError
-from .io import atomic_write_bytes, atomic_write_text, load_model, save_model
+from .io import atomic_write_bytes, atomic_write_text, load_model, read_versioned_json, save_model
 
 FORMAT, VERSION = "vaekit-anomaly", 1
 DETECTOR_FILE, SCHEMA_FILE, SCORES_FILE = "detector.json", "schema.json", "train_scores.safetensors"
@@ -67,12 +67,7 @@ def load_detector(directory: str | os.PathLike[str]) -> VAEAnomalyDetector:
     path = d / DETECTOR_FILE
     if not path.is_file():
         raise CheckpointError(f"{d}: no anomaly detector here ({DETECTOR_FILE} not found)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise CheckpointError(f"{path}: not a vaekit anomaly detector of format version {VERSION}")
+    doc = read_versioned_json(path, FORMAT, VERSION, "anomaly detector")
     try:
         params = dict(doc["params"])
         params["hidden"] = tuple(params["hidden"])

@@ -240,6 +240,9 @@ _register_compress(app)
 from .cli_generate import register as _register_generate  # noqa: E402
 
 _register_generate(app)
+from .cli_codec import register as _register_codec  # noqa: E402
+
+_register_codec(app)
 
 
 # --- imputation and inpainting (issue 4) -----------------------------------------------------------------------------

@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         lossless: bool = typer.Option(False, "--lossless", help="Bits-back coding of discrete data under a VAE."),
         split: Optional[str] = typer.Option(None, "--split", help="Split of an .npz to code (default: test)."),
         latent_bits: int = typer.Option(12, "--latent-bits", help="Bits-back latent precision (buckets per dim 2^b)."),
+        embed_model_path: bool = typer.Option(False, "--embed-model-path", help="Lossy: record the codec folder "
+                                              "in the file so decompress needs no --model (costs its length in "
+                                              "bytes; lossless files always record it)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Compress: a lossy learned image codec, or lossless bits-back coding (BB-ANS) with --lossless."""
@@ -33,7 +36,7 @@ def register(app: typer.Typer) -> None:
                        f"({r['bits_per_dim']:.4f} bits/dim) in {r['seconds']:.1f} s; wrote {out}")
             return
         lossy = _lossy()
-        r = lossy.compress_image_file(model, src, out, quality)
+        r = lossy.compress_image_file(model, src, out, quality, embed_model_path)
         typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                 for k, v in r.items()))
 

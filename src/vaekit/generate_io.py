@@ -27,7 +27,7 @@ from .data.tabular import TabularSchema, read_table
 from .errors import CheckpointError, DataError, VaekitError
 from .generate import TabularGenerator
 from .impute_io import TABLE_SUFFIXES, write_table
-from .io import atomic_write_bytes, atomic_write_text, load_model, save_model
+from .io import atomic_write_bytes, atomic_write_text, load_model, read_versioned_json, save_model
 
 FORMAT, VERSION = "vaekit-generator", 1
 GEN_FILE, SCHEMA_FILE, COND_SCHEMA_FILE = "generator.json", "schema.json", "condition_schema.json"
@@ -60,12 +60,7 @@ def load_generator(directory: str | os.PathLike[str]) -> TabularGenerator:
     path = d / GEN_FILE
     if not path.is_file():
         raise CheckpointError(f"{d}: no tabular generator here ({GEN_FILE} not found)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise CheckpointError(f"{path}: not a vaekit tabular generator of format version {VERSION}")
+    doc = read_versioned_json(path, FORMAT, VERSION, "tabular generator")
     try:
         params = dict(doc["params"])
         params["hidden"] = tuple(params["hidden"])

@@ -61,7 +61,8 @@ def atomic_save(path: str | os.PathLike[str], writer: Callable[[str], None]) -> 
         raise
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; missing file, bad JSON or a non-object → one-line CheckpointError naming ``what``."""
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
     try:
@@ -73,7 +74,15 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """:func:`read_json` whose ``format``/``version`` fields must equal ``fmt``/``version``."""
+    doc = read_json(path, what)
+    if doc.get("format") != fmt or doc.get("version") != version:
+        raise CheckpointError(f"{path}: not a vaekit {what} of format version {version}")
+    return doc
+
+
+def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
     raw = path.read_bytes()
@@ -125,7 +134,7 @@ def read_model_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, d
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: model folder not found")
-    doc = _read_json(directory / CONFIG_FILE, "model config")
+    doc = read_json(directory / CONFIG_FILE, "model config")
     if doc.get("format") != FORMAT:
         raise CheckpointError(f"{directory / CONFIG_FILE}: not a vaekit model (format {doc.get('format')!r})")
     if doc.get("version") != FORMAT_VERSION:
@@ -144,7 +153,7 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
     directory = Path(directory)
     cfg, extra = read_model_config(directory)
-    state, _ = _read_tensors(directory / WEIGHTS_FILE, "model weights")
+    state, _ = read_tensors(directory / WEIGHTS_FILE, "model weights")
     model = VAE(cfg)
     check_state_dict(model, state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state)
@@ -193,7 +202,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, opt
                     scheduler: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Restore model/optimizer/scheduler in place; return (extra tensors, info)."""
     path = Path(path)
-    tensors, meta = _read_tensors(path, "checkpoint")
+    tensors, meta = read_tensors(path, "checkpoint")
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != str(FORMAT_VERSION):
         raise CheckpointError(f"{path}: not a vaekit checkpoint of format version {FORMAT_VERSION}")
     try:

@@ -182,7 +182,7 @@ class BitsBackCodec:
         c = _constriction()
         box = data if isinstance(data, Container) else unpack(data, source)
         check_model(box, self.fingerprint, CODEC, source)
-        meta = box.meta
+        meta = box.meta if isinstance(box.meta, dict) else {}
         try:
             n, bits, lik, digest = int(meta["n"]), int(meta["latent_bits"]), str(meta["likelihood"]), meta["data_digest"]
         except (KeyError, TypeError, ValueError):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, VaekitError
+from ..errors import CorruptFileError, DataError, VaekitError
 from .bitsback import CODEC, BitsBackCodec
 from .container import Container, read, write_atomic
 
@@ -57,6 +57,8 @@ def decompress_array(box: Container, model_dir: str | Path | None, source: str =
     """Decode a bits-back container back to the original array (dtype and shape restored)."""
     if box.codec != CODEC:
         raise VaekitError(f"{source}: not a lossless file (codec {box.codec!r})")
+    if not isinstance(box.meta, dict):
+        raise CorruptFileError(f"{source}: corrupt bits-back header (meta is not an object)")
     if model_dir is None:
         model_dir = box.meta.get("model_path")
         if not isinstance(model_dir, str):

@@ -1,7 +1,9 @@
 """Shared test helpers."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 from vaekit.cli import main
 
@@ -15,3 +17,20 @@ def run_cli(capsys: Any, *args: Any) -> tuple[int, str, str]:
         code = int(e.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def mutated_containers(blob: bytes, n: int, seed: int) -> Iterator[tuple[bytes, bool]]:
+    """n mutated copies of a .vkz blob → (bytes, resealed): 1–3 random bytes replaced, every third one also
+    truncated; every second one re-sealed with a fresh checksum (so it reaches the header parser and decoder)."""
+    from vaekit.compress.container import DIGEST_BYTES, _digest
+
+    rng = np.random.default_rng(seed)
+    body_len = len(blob) - DIGEST_BYTES
+    for case in range(n):
+        b = bytearray(blob[:body_len])
+        for _ in range(int(rng.integers(1, 4))):
+            b[int(rng.integers(len(b)))] = int(rng.integers(256))
+        if case % 3 == 0:
+            b = b[:int(rng.integers(len(b)))]
+        resealed = bool(case % 2)
+        yield bytes(b) + (_digest(bytes(b)) if resealed else blob[body_len:]), resealed

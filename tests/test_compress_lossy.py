@@ -255,21 +255,12 @@ def test_cli_codec_train(tmp_path: Path) -> None:
 
 
 def test_fuzz_slice_mutated_files_give_only_documented_errors(codecs: dict[int, Path]) -> None:
-    from vaekit.compress.container import DIGEST_BYTES, _digest
+    from tests.helpers import mutated_containers
 
     codec = load_codec(codecs[1])
     blob = compress_image(codec, _smooth(np.random.default_rng(3), 12, 12, 1), 0)
     ref = decompress_image(blob, codec)
-    rng = np.random.default_rng(11)
-    body_len = len(blob) - DIGEST_BYTES
-    for case in range(1500):
-        b = bytearray(blob[:body_len])
-        for _ in range(int(rng.integers(1, 4))):
-            b[int(rng.integers(len(b)))] = int(rng.integers(256))
-        if case % 3 == 0:
-            b = b[:int(rng.integers(len(b)))]
-        resealed = bool(case % 2)
-        data = bytes(b) + (_digest(bytes(b)) if resealed else blob[body_len:])
+    for data, resealed in mutated_containers(blob, 1500, seed=11):
         try:
             out = decompress_image(data, codec)
         except (CorruptFileError, WrongModelError):

@@ -1,6 +1,7 @@
 """The ``.vkz`` container: a versioned, checksummed wrapper around one entropy-coded payload.
 
-Version 2 (written; compact, so a 28×28 image does not pay for its header — 36 bytes + meta)::
+Version 2 (written; compact, so a 28×28 image does not pay for its header — 27 bytes + meta when the
+payload is under 128 bytes, one more up to 16 KiB)::
 
     magic    6 bytes  b"VAEKZ\\x00"
     version  u16      2 (little-endian)

@@ -269,6 +269,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
 
     def _score_encoded(self, x: torch.Tensor, memory_mb: float = 128.0) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble mean of scores and per-column terms, in row batches of bounded memory."""
+        if len(x) == 0:
+            return np.zeros(0), np.zeros((0, len(self.columns_)))
         m0 = self.models_[0]
         width = max(m0.decoder.n_params * m0.decoder.data_dim, x.shape[1], *m0.config.hidden)
         k = 1 if self.score_type == "recon_error" else int(self.k)

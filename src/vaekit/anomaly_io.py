@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from .anomaly import VAEAnomalyDetector, top_names
 from .data.tabular import TabularSchema
 from .errors import CheckpointError, DataError
-from .io import atomic_write_bytes, atomic_write_text, load_model, read_versioned_json, save_model
+from .io import atomic_write_bytes, atomic_write_text, check_target, load_model, read_versioned_json, save_model
 
 FORMAT, VERSION = "vaekit-anomaly", 1
 DETECTOR_FILE, SCHEMA_FILE, SCORES_FILE = "detector.json", "schema.json", "train_scores.safetensors"
@@ -217,6 +217,16 @@ def score_file(detector: VAEAnomalyDetector | str | os.PathLike[str], data: str 
     out, data = Path(out), Path(data)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise DataError(f"{out}: output must end in .csv or .parquet")
+    check_target(out)
+    if data.exists() and out.resolve() == data.resolve():
+        raise DataError(f"{out}: refusing to overwrite the input table; choose another output path")
+    if plot is not None:
+        plot = Path(plot)
+        if plot.suffix.lower() != ".png":
+            raise DataError(f"{plot}: the score histogram is a PNG; give the file a .png name")
+        check_target(plot)
+        if plot.resolve() in (out.resolve(), data.resolve()):
+            raise DataError(f"{plot}: the histogram would replace the scores or the input; choose another path")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)

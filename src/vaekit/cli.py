@@ -46,7 +46,7 @@ def train(
     warmup: float = typer.Option(0.0, help="KL warm-up epochs (β rises linearly from 0)."),
     free_bits: float = typer.Option(0.0, "--free-bits", help="Free bits λ per latent dimension (nats)."),
     lr: float = typer.Option(1e-3, help="Learning rate."),
-    batch_size: int = typer.Option(100, "--batch-size"),
+    batch_size: int = typer.Option(100, "--batch-size", min=1),
     optimizer: str = typer.Option("adam", help="adam | adamw."),
     weight_decay: float = typer.Option(0.0, "--weight-decay"),
     schedule: str = typer.Option("cosine", help="constant | cosine | plateau."),
@@ -78,10 +78,10 @@ def eval_(
     data: Path = typer.Option(..., "--data", help="Data file."),
     split: str = typer.Option("test", help="Split of an .npz: train | valid | test."),
     k: int = typer.Option(5000, "--k", help="Importance samples for the NLL."),
-    batch_size: int = typer.Option(100, "--batch-size"),
+    batch_size: int = typer.Option(100, "--batch-size", min=1),
     precision: str = typer.Option("fp32", help="fp32 | bf16 (decoder matmuls in bfloat16)."),
     seed: int = typer.Option(0),
-    limit: int = typer.Option(0, help="Only the first N examples (0 = all)."),
+    limit: int = typer.Option(0, min=0, help="Only the first N examples (0 = all)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Importance-sampled NLL, ELBO, KL, bits/dim and active units of a trained model."""
@@ -102,7 +102,7 @@ def eval_(
 def sample(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG grid or .npy array."),
-    n: int = typer.Option(64, "--n", help="Number of samples."),
+    n: int = typer.Option(64, "--n", min=1, help="Number of samples."),
     temperature: float = typer.Option(1.0, help="Scale of the prior draw."),
     seed: int = typer.Option(0),
     label: Optional[int] = typer.Option(None, help="Class to generate (conditional models)."),
@@ -119,7 +119,7 @@ def reconstruct(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     data: Path = typer.Option(..., "--data", help="Data file."),
     split: str = typer.Option("test"),
-    n: int = typer.Option(16, "--n"),
+    n: int = typer.Option(16, "--n", min=1),
     out: Path = typer.Option(Path("reconstructions.png"), "--out", "-o", help="PNG (inputs over reconstructions) or .npy."),
 ) -> None:
     """Encode and decode examples: inputs on the top row, reconstructions below."""
@@ -294,9 +294,51 @@ def inpaint(
                f"of {n_samples}); wrote {out}")
 
 
+OUTPUT_OPTIONS = ("-o", "--out", "--plot", "--uncertainty")
+
+
+def _paths(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(values of output options, every other non-option token and option value) of a command line."""
+    outs: list[str] = []
+    ins: list[str] = []
+    i = 0
+    while i < len(argv):
+        name, eq, val = argv[i].partition("=")
+        if name in OUTPUT_OPTIONS:
+            if eq:
+                outs.append(val)
+            elif i + 1 < len(argv):
+                outs.append(argv[i + 1])
+                i += 1
+        elif not argv[i].startswith("-"):
+            ins.append(argv[i])
+        elif eq and name.startswith("--"):
+            ins.append(val)
+        i += 1
+    return outs, ins
+
+
+def _guard_outputs(argv: list[str]) -> None:
+    """Nothing the user gave us is overwritten: existing input paths become write-protected for this command, and two
+    outputs may not name the same file."""
+    from .io import protect_inputs
+
+    outs, ins = _paths(argv)
+    seen: dict[Path, str] = {}
+    for o in outs:
+        r = Path(o).resolve()
+        if r in seen:
+            raise VaekitError(f"{o}: named for two outputs of this command; give each output its own path")
+        seen[r] = o
+    protect_inputs(p for p in ins if p and Path(p).exists())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: VaekitError and file errors become one line on stderr and exit code 2."""
+    from .io import release_inputs
+
     try:
+        _guard_outputs(list(sys.argv[1:] if argv is None else argv))
         app(args=argv, standalone_mode=True)
     except VaekitError as e:
         typer.echo(f"error: {e}", err=True)
@@ -304,9 +346,15 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         typer.echo(f"error: {e.filename or ''}: {e.strerror or e}", err=True)
         raise SystemExit(2) from None
+    except (FileExistsError, OSError) as e:
+        name = getattr(e, "filename", None)
+        typer.echo(f"error: {name + ': ' if name else ''}{getattr(e, 'strerror', None) or e}", err=True)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise SystemExit(130) from None
+    finally:
+        release_inputs()
 
 
 if __name__ == "__main__":

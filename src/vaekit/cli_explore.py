@@ -40,10 +40,30 @@ def _save(model, x: torch.Tensor, out: Path, ncol: int) -> None:
 
 def _label(model, label: Optional[int], n: int) -> Optional[torch.Tensor]:
     if not model.config.n_conditions:
+        if label is not None:
+            raise VaekitError("--label given, but this model is not conditional")
         return None
     if label is None or not 0 <= label < model.config.n_conditions:
         raise VaekitError(f"this model is conditional: pass --label in 0..{model.config.n_conditions - 1}")
     return torch.full((n,), label, dtype=torch.long)
+
+
+def _dims(text: str, latent_dim: int) -> list[int]:
+    """'0,3' → [0, 3]; each must be an integer in 0..latent_dim−1."""
+    try:
+        dims = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise VaekitError(f"--dims must be comma-separated integers, got {text!r}") from None
+    bad = [d for d in dims if not 0 <= d < latent_dim]
+    if bad:
+        raise VaekitError(f"--dims {bad} out of range: this model has latent dimensions 0..{latent_dim - 1}")
+    return dims
+
+
+def _span(span: float) -> float:
+    if not (np.isfinite(span) and span > 0):
+        raise VaekitError(f"--span must be a finite number > 0, got {span}")
+    return float(span)
 
 
 @latent_app.command()
@@ -52,7 +72,7 @@ def interpolate(
     data: Path = typer.Option(..., "--data", help="Data file holding the two examples."),
     a: int = typer.Option(0, help="Index of the first example."),
     b: int = typer.Option(1, help="Index of the second example."),
-    steps: int = typer.Option(10),
+    steps: int = typer.Option(10, min=2),
     method: str = typer.Option("slerp", help="slerp | linear."),
     split: str = typer.Option("test"),
     out: Path = typer.Option(Path("interpolation.png"), "--out", "-o", help="PNG strip (a .gif is written beside it)."),
@@ -77,7 +97,7 @@ def traverse(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     dims: str = typer.Option("", help="Comma-separated latent dimensions (default: the 10 with the largest KL if --data, else 0..9)."),
     span: float = typer.Option(3.0, help="Values from −span to +span."),
-    steps: int = typer.Option(9),
+    steps: int = typer.Option(9, min=2),
     data: Optional[Path] = typer.Option(None, "--data", help="Start from this data's example --index (else z = 0)."),
     index: int = typer.Option(0),
     label: Optional[int] = typer.Option(None, help="Class (conditional models)."),
@@ -95,8 +115,8 @@ def traverse(
         z = explore.encode(model, x[index:index + 1], None if c is None else c[index:index + 1])[0]
         kl = explore.kl_per_dimension(model, x[:2000], None if c is None else c[:2000])["kl"]
         order = list(np.argsort(kl)[::-1][:10])
-    chosen = [int(t) for t in dims.split(",") if t.strip()] if dims else order
-    values = np.linspace(-span, span, steps).tolist()
+    chosen = _dims(dims, model.config.latent_dim) if dims else order
+    values = np.linspace(-_span(span), _span(span), steps).tolist()
     cc = c[index:index + 1] if c is not None and x is not None else _label(model, label, 1)
     grid_ = explore.traverse(model, z, chosen, values, cc)
     _save(model, grid_.reshape(-1, grid_.shape[-1]), out, ncol=steps)
@@ -107,7 +127,7 @@ def traverse(
 def latent_map(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     dims: str = typer.Option("0,1", help="Two latent dimensions."),
-    grid: int = typer.Option(15),
+    grid: int = typer.Option(15, min=2),
     span: float = typer.Option(3.0),
     label: Optional[int] = typer.Option(None, help="Class (conditional models)."),
     out: Path = typer.Option(Path("latent_map.png"), "--out", "-o"),
@@ -116,10 +136,10 @@ def latent_map(
     from . import explore
 
     model, *_ = _model_and_data(model_dir, None, "test")
-    pair = [int(t) for t in dims.split(",") if t.strip()]
+    pair = _dims(dims, model.config.latent_dim)
     if len(pair) != 2:
         raise VaekitError(f"--dims needs two dimensions, got {dims!r}")
-    m = explore.latent_map(model, (pair[0], pair[1]), grid, span, c=_label(model, label, 1))
+    m = explore.latent_map(model, (pair[0], pair[1]), grid, _span(span), c=_label(model, label, 1))
     _save(model, m.reshape(-1, m.shape[-1]), out, ncol=grid)
     typer.echo(f"wrote {out}")
 
@@ -130,7 +150,7 @@ def embed(
     data: Path = typer.Option(..., "--data"),
     split: str = typer.Option("test"),
     method: str = typer.Option("pca", help="pca | umap (needs umap-learn)."),
-    limit: int = typer.Option(5000, help="At most this many examples."),
+    limit: int = typer.Option(5000, min=2, help="At most this many examples."),
     out: Path = typer.Option(Path("embedding.png"), "--out", "-o"),
 ) -> None:
     """Scatter of the posterior means in 2-D, coloured by label when the data has labels."""
@@ -167,10 +187,24 @@ def kl(
 
     model, x, c, y = _model_and_data(model_dir, data, split)
     res = explore.kl_per_dimension(model, x, c)
-    f = np.load(factors) if factors is not None else y
+    f = _factors(factors, len(x)) if factors is not None else y
     if f is not None and model.config.latent_dim >= 2:
         res["mig"] = explore.mig(explore.encode(model, x, c).numpy(), f)
     typer.echo(json.dumps(res))
+
+
+def _factors(path: Path, n: int) -> np.ndarray:
+    """Ground-truth factors (.npy, N × F or N, numeric, finite) for MIG."""
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise VaekitError(f"{path}: not a readable .npy array ({e.__class__.__name__})") from None
+    if not isinstance(f, np.ndarray) or f.dtype.kind not in "biuf" or f.ndim not in (1, 2) or len(f) != n:
+        raise VaekitError(f"{path}: factors must be a numeric (N,) or (N, F) array with N = {n} rows, got "
+                          f"{getattr(f, 'dtype', type(f))} {getattr(f, 'shape', '')}")
+    if not np.isfinite(f).all():
+        raise VaekitError(f"{path}: factors contain NaN or inf")
+    return f
 
 
 def explore_cmd(
@@ -178,7 +212,7 @@ def explore_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="Examples to encode and interpolate between."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
-    limit: int = typer.Option(1000, help="At most this many examples."),
+    limit: int = typer.Option(1000, min=1, help="At most this many examples."),
 ) -> None:
     """Serve the interactive explorer (latent sliders, sampling, interpolation) on a local page."""
     from .serve.explorer import serve

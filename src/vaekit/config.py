@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -25,8 +26,10 @@ def _from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
     for f in fields(cls):  # type: ignore[arg-type]
         if f.name in kwargs and isinstance(kwargs[f.name], list) and "tuple" in str(f.type):
             kwargs[f.name] = tuple(kwargs[f.name])
-    obj = cls(**kwargs)
-    return obj
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:  # e.g. "hidden": "abc" in a hand-edited config.json
+        raise VaekitError(f"{what}: invalid value ({e})") from None
 
 
 @dataclass
@@ -144,8 +147,15 @@ class TrainConfig:
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise VaekitError(f"{name} {getattr(self, name)!r} is not one of {list(allowed)}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.iwae_k < 1:
-            raise VaekitError("epochs >= 0, batch_size >= 1, lr > 0 and iwae_k >= 1 are required")
+        if self.epochs < 0 or self.batch_size < 1 or self.iwae_k < 1:
+            raise VaekitError("epochs >= 0, batch_size >= 1 and iwae_k >= 1 are required")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise VaekitError(f"lr must be a finite number > 0, got {self.lr}")
+        for name in ("weight_decay", "beta", "warmup_epochs", "free_bits", "time_limit_min", "grad_clip",
+                     "early_stopping"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise VaekitError(f"{name} must be a finite number >= 0, got {v}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

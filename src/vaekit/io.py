@@ -5,11 +5,12 @@ checkpoints, so a checkpoint is one file replaced atomically).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from safetensors import SafetensorError
@@ -25,9 +26,43 @@ CHECKPOINT_FORMAT = "vaekit-checkpoint"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
+_PROTECTED: set[Path] = set()
+MAX_PROTECTED_FILES = 200_000
+
+
+def protect_inputs(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse every later atomic write onto these existing files, or onto files that exist now under these folders
+    (the user's inputs: data, model folders, masks); new files may still be written into the folders."""
+    for p in paths:
+        p = Path(p)
+        if p.is_file():
+            _PROTECTED.add(p.resolve())
+        elif p.is_dir():
+            for i, f in enumerate(p.rglob("*")):
+                if i >= MAX_PROTECTED_FILES:
+                    break
+                if f.is_file():
+                    _PROTECTED.add(f.resolve())
+
+
+def release_inputs() -> None:
+    """Forget the protected inputs (end of a CLI command)."""
+    _PROTECTED.clear()
+
+
+def check_target(path: str | os.PathLike[str]) -> None:
+    """An output path must not be an existing folder, nor one of the protected inputs (see :func:`protect_inputs`)."""
+    p = Path(path)
+    if p.is_dir():
+        raise VaekitError(f"{p}: is a folder; give a file name for this output")
+    if _PROTECTED and p.resolve() in _PROTECTED:
+        raise VaekitError(f"{p}: refusing to overwrite an input of this command; choose another output path")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -49,6 +84,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_save(path: str | os.PathLike[str], writer: Callable[[str], None]) -> None:
     """Atomic write for libraries that want a filename (matplotlib, PIL): ``writer(tmp_path)`` then rename."""
     path = Path(path)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
@@ -82,7 +118,13 @@ def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[s
     return doc
 
 
-def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def weights_digest(raw: bytes) -> str:
+    """BLAKE2b-128 (hex) of a weights file, recorded in config.json so that a damaged file is caught at load."""
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def read_tensors(path: Path, what: str, digest: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; with ``digest``, the file's BLAKE2b-128 must equal it."""
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
     raw = path.read_bytes()
@@ -97,6 +139,9 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
         meta = json.loads(raw[8:8 + header_len]).get("__metadata__", {}) or {}
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: {what} has a corrupt header ({e})") from None
+    if digest is not None and weights_digest(raw) != digest:  # a well-formed file whose bytes changed
+        raise CheckpointError(f"{path}: {what} do not match the checksum recorded in config.json "
+                              "(the file is damaged or was replaced)")
     return tensors, meta
 
 
@@ -124,8 +169,10 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike[str],
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(directory / WEIGHTS_FILE, st_save(state, metadata={"format": FORMAT}))
-    doc = {"format": FORMAT, "version": FORMAT_VERSION, "model": model.config.to_dict(), "extra": extra or {}}
+    raw = st_save(state, metadata={"format": FORMAT})
+    atomic_write_bytes(directory / WEIGHTS_FILE, raw)
+    doc = {"format": FORMAT, "version": FORMAT_VERSION, "model": model.config.to_dict(), "extra": extra or {},
+           "weights_blake2b": weights_digest(raw)}
     atomic_write_text(directory / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True))
     return directory
 
@@ -153,7 +200,8 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
     directory = Path(directory)
     cfg, extra = read_model_config(directory)
-    state, _ = read_tensors(directory / WEIGHTS_FILE, "model weights")
+    digest = read_json(directory / CONFIG_FILE, "model config").get("weights_blake2b")
+    state, _ = read_tensors(directory / WEIGHTS_FILE, "model weights", digest if isinstance(digest, str) else None)
     model = VAE(cfg)
     check_state_dict(model, state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state)

@@ -138,6 +138,10 @@ def sample(model_dir: str | Path, n: int = 64, out: str | Path | None = None, te
     model, _ = load(model_dir)
     if n < 1:
         raise VaekitError(f"n must be >= 1, got {n}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise VaekitError(f"temperature must be a finite number > 0, got {temperature}")
+    if label is not None and not model.config.n_conditions:
+        raise VaekitError("--label given, but this model is not conditional")
     c = None
     if model.config.n_conditions:
         if label is None:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, CorruptFileError, DataError, VaekitError
-from ..io import read_json, read_tensors, atomic_save, atomic_write_bytes, atomic_write_text, check_state_dict
+from ..io import (atomic_save, atomic_write_bytes, atomic_write_text, check_state_dict, read_json, read_tensors,
+                  weights_digest)
 from .container import Container, check_model, fingerprint, pack, read, unpack, write_atomic
 from .entropy import PRECISION, check_tables, decode_latents, encode_latents
 from .rd_model import RDConfig, RDNet
@@ -80,8 +81,9 @@ def save_codec(codec: ImageCodec, directory: str | Path, extra: dict[str, Any] |
     for q in range(len(codec.levels)):
         check_tables(*codec.tables(q), source=f"{directory} level {q}")
     state = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items()}
-    atomic_write_bytes(directory / WEIGHTS_FILE, st_save(state, metadata={"format": FORMAT}))
-    doc = dict(codec.config_dict(), levels=codec.info, extra=extra or {})
+    raw = st_save(state, metadata={"format": FORMAT})
+    atomic_write_bytes(directory / WEIGHTS_FILE, raw)
+    doc = dict(codec.config_dict(), levels=codec.info, extra=extra or {}, weights_blake2b=weights_digest(raw))
     atomic_write_text(directory / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True))
     codec.source_dir, codec._fp = directory.resolve(), None
     return directory
@@ -105,7 +107,8 @@ def load_codec(directory: str | Path) -> ImageCodec:
             or len(info) != len(lambdas) or not 1 <= len(lambdas) <= 64:
         raise CheckpointError(f"{directory / CONFIG_FILE}: corrupt codec config (levels/lambdas)")
     codec = ImageCodec(RDConfig.from_dict(doc["codec"]), lambdas, info)
-    state, _ = read_tensors(directory / WEIGHTS_FILE, "codec weights")
+    digest = doc.get("weights_blake2b")
+    state, _ = read_tensors(directory / WEIGHTS_FILE, "codec weights", digest if isinstance(digest, str) else None)
     for q, net in enumerate(codec.levels):
         t = state.get(f"levels.{q}.table_freq")
         if t is None or t.ndim != 2 or t.dtype != torch.int32:

@@ -123,3 +123,26 @@ def test_inpainting_works_with_a_convolutional_model() -> None:
     observed = torch.rand(2, 64) > 0.5
     filled, ess = inpaint(model, x, observed, n_samples=16, rounds=1)
     assert filled.shape == (2, 64) and torch.equal(filled[observed], x[observed]) and (ess > 0).all()
+
+
+def test_more_option_checks_from_the_sweep(model_dir: Path, tmp_path: Path, capsys) -> None:
+    x = (np.random.default_rng(1).random((12, 16)) < 0.3).astype(np.uint8)
+    np.save(tmp_path / "b.npy", x)
+    (tmp_path / "junk.npz").write_bytes(b"\x93NUMPY not a zip")
+    pd.DataFrame({"a": [1.0, np.nan, 3.0], "b": [1.0, 2.0, np.nan]}).to_csv(tmp_path / "t.csv", index=False)
+    cases = [
+        (["compress", tmp_path / "b.npy", "--lossless", "--model", model_dir, "-o", tmp_path / "a.vkz",
+          "--quality", "3"], "apply to lossy"),
+        (["latent", "embed", model_dir, "--data", tmp_path / "b.npy", "--method", "foo", "-o", tmp_path / "e.png"],
+         "method must be"),
+        (["latent", "embed", model_dir, "--data", tmp_path / "b.npy", "-o", tmp_path / "e.txt"], ".png"),
+        (["impute", tmp_path / "t.csv", "--out", tmp_path / "o.csv", "--binary", "a", "--continuous", "a"],
+         "more than one kind"),
+        (["train", "--data", tmp_path / "junk.npz", "--out", tmp_path / "r"], "not a zip archive"),
+    ]
+    for args, message in cases:
+        _one_line_exit_2(run_cli(capsys, *args), message)
+    code, _, err = run_cli(capsys, "compress", tmp_path / "b.npy", "--lossless", "--model", model_dir,
+                           "-o", tmp_path / "a.vkz", "--no-progress")
+    assert code == 0, err
+    _one_line_exit_2(run_cli(capsys, "decompress", tmp_path / "a.vkz", "-o", tmp_path / "a.png"), ".npy")

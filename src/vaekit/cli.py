@@ -188,6 +188,10 @@ def anomaly_fit(
     if missing:
         raise VaekitError(f"{train}: --ignore names column(s) {missing} that the table does not have")
     df = df.drop(columns=drop)
+    listed = [c for text in (categorical, binary, continuous) for c in _names(text)]
+    twice = sorted({c for c in listed if listed.count(c) > 1})
+    if twice:
+        raise VaekitError(f"column(s) {twice} given more than one kind (--categorical/--binary/--continuous)")
     kinds = {c: kind for kind, text in (("categorical", categorical), ("binary", binary),
                                          ("continuous", continuous)) for c in _names(text)}
     try:
@@ -267,6 +271,10 @@ def impute(
     """Fill the missing values of a table with a VAE trained on it (MIWAE): conditional means / most probable values."""
     from .impute_io import impute_file
 
+    listed = [c for text in (categorical, binary, continuous) for c in _names(text)]
+    twice = sorted({c for c in listed if listed.count(c) > 1})
+    if twice:
+        raise VaekitError(f"column(s) {twice} given more than one kind (--categorical/--binary/--continuous)")
     kinds = {c: kind for kind, text in (("categorical", categorical), ("binary", binary),
                                          ("continuous", continuous)) for c in _names(text)}
     res = impute_file(data, out, multiple, uncertainty, _names(ignore), _names(na_values), kinds,
@@ -283,7 +291,7 @@ def inpaint(
     mask: Path = typer.Option(..., "--mask", help="PNG of the same size: white (>= 128) = pixels to fill."),
     out: Path = typer.Option(..., "--out", help="Output PNG; unmasked pixels are copied unchanged."),
     n_samples: int = typer.Option(1000, "--n-samples", help="Importance samples L."),
-    rounds: int = typer.Option(2, help="Proposal refinements (re-encode the completed image)."),
+    rounds: int = typer.Option(2, min=0, help="Proposal refinements (re-encode the completed image)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Fill masked pixels with E[x_mis | x_obs] under a trained image VAE (importance-weighted, masked likelihood)."""

@@ -17,8 +17,8 @@ def register(app: typer.Typer) -> None:
         src: Path = typer.Argument(..., help="Image (PNG/JPEG; lossy) or array file (.npz/.npy/IDX; --lossless)."),
         out: Path = typer.Option(..., "-o", "--out", help="Output .vkz file (written atomically)."),
         model: Path = typer.Option(..., "--model", help="Codec model folder (lossy) or trained VAE folder (lossless)."),
-        quality: int = typer.Option(-1, "--quality", help="Lossy quality level (index into the codec's levels; "
-                                    "-1 = highest)."),
+        quality: Optional[int] = typer.Option(None, "--quality", help="Lossy quality level (index into the "
+                                              "codec's levels; default -1 = highest)."),
         lossless: bool = typer.Option(False, "--lossless", help="Bits-back coding of discrete data under a VAE."),
         split: Optional[str] = typer.Option(None, "--split", help="Split of an .npz to code (default: test)."),
         latent_bits: int = typer.Option(12, "--latent-bits", help="Bits-back latent precision (buckets per dim 2^b)."),
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Compress: a lossy learned image codec, or lossless bits-back coding (BB-ANS) with --lossless."""
+        if lossless and (quality is not None or embed_model_path):
+            raise VaekitError("--quality and --embed-model-path apply to lossy image compression, not --lossless")
         if lossless:
             from .compress.lossless import compress_array_file
 
@@ -36,7 +38,7 @@ def register(app: typer.Typer) -> None:
                        f"({r['bits_per_dim']:.4f} bits/dim) in {r['seconds']:.1f} s; wrote {out}")
             return
         lossy = _lossy()
-        r = lossy.compress_image_file(model, src, out, quality, embed_model_path)
+        r = lossy.compress_image_file(model, src, out, -1 if quality is None else quality, embed_model_path)
         typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                 for k, v in r.items()))
 

@@ -157,6 +157,8 @@ def embed(
     from . import explore
     from .io import atomic_save
 
+    if out.suffix.lower() != ".png":
+        raise VaekitError(f"{out}: the embedding scatter is a PNG; give the file a .png name")
     model, x, c, y = _model_and_data(model_dir, data, split, limit)
     xy = explore.embed(explore.encode(model, x, c).numpy(), method)
     import matplotlib
@@ -165,7 +167,7 @@ def embed(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
-    sc = ax.scatter(xy[:, 0], xy[:, 1], c=y if y is not None else "tab:blue", s=4, cmap="tab10")
+    sc = ax.scatter(xy[:, 0], xy[:, 1], s=4, **({"c": y, "cmap": "tab10"} if y is not None else {"c": "tab:blue"}))
     if y is not None:
         fig.colorbar(sc, ax=ax, label="label")
     ax.set_title(f"posterior means, {method.upper()}")

@@ -95,6 +95,8 @@ def latent_map(model: VAE, dims: tuple[int, int] = (0, 1), grid: int = 15, span:
 
 def embed(z: np.ndarray | torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
     """2-D embedding of latent codes: PCA (scikit-learn) or UMAP (if ``umap-learn`` is installed)."""
+    if method not in ("pca", "umap"):
+        raise VaekitError(f"method must be 'pca' or 'umap', got {method!r}")
     z = np.asarray(z, dtype=np.float64)
     if z.shape[1] <= 2:
         return np.pad(z, ((0, 0), (0, 2 - z.shape[1])))

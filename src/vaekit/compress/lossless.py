@@ -83,6 +83,8 @@ def decompress_array_file(src: str | Path, dst: str | Path, model_dir: str | Pat
     src, dst = Path(src), Path(dst)
     if _same_file(src, dst):
         raise VaekitError(f"{dst}: refusing to overwrite the input file")
+    if dst.suffix.lower() != ".npy":
+        raise VaekitError(f"{dst}: a lossless file decodes to a NumPy array; give the output a .npy name")
     box = read(src)
     t = time.perf_counter()
     x = decompress_array(box, model_dir, str(src), progress)

@@ -133,6 +133,8 @@ def train_codec(images: Sequence[np.ndarray] | np.ndarray | str | Path, out_dir:
         raise VaekitError(f"lambdas must be positive numbers, got {list(lambdas)}")
     if steps < 1 or finetune_steps < 0 or batch_size < 1:
         raise VaekitError("steps and batch size must be ≥ 1 (finetune steps ≥ 0)")
+    if not (math.isfinite(lr) and lr > 0):
+        raise VaekitError(f"lr must be a finite number > 0, got {lr}")
     cfg = RDConfig(channels=int(imgs[0].shape[2]), N=N, M=M, n_down=n_down, kernel=kernel, nonlinearity=nonlinearity)
     s = cfg.stride
     size = min(crop, *(min(a.shape[:2]) for a in imgs)) // s * s

@@ -42,6 +42,8 @@ def _label_key(npz: "np.lib.npyio.NpzFile", key: str) -> str | None:
 
 
 def _load_npz(path: Path, split: str | None) -> Dataset:
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive of arrays)")
     try:
         npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:

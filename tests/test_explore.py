@@ -98,3 +98,42 @@ def test_sample_near_stays_close_and_gif(tmp_path):
 
     with Image.open(tmp_path / "a.gif") as im:
         assert im.n_frames == 6
+
+
+def test_latent_cli_commands_write_their_pictures(tmp_path, capsys):
+    import json as _json
+
+    from tests.helpers import run_cli
+
+    rng = np.random.default_rng(0)
+    protos = rng.random((3, 36)) < 0.4
+
+    def make(n):
+        y = rng.integers(0, 3, n)
+        return (protos[y] ^ (rng.random((n, 36)) < 0.05)).reshape(n, 6, 6).astype(np.uint8) * 255, y
+
+    (xtr, ytr), (xte, yte) = make(300), make(60)
+    d, run = tmp_path / "d.npz", tmp_path / "run"
+    np.savez(d, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    code, _, err = run_cli(capsys, "train", "--data", d, "--out", run, "--epochs", 3, "--latent-dim", 3, "--hidden", 32,
+                           "--no-progress")
+    assert code == 0, err
+    for name, args in (("i.png", ["interpolate", run, "--data", d]), ("t.png", ["traverse", run]),
+                       ("m.png", ["map", run]), ("e.png", ["embed", run, "--data", d]),
+                       ("n.png", ["near", run, "--data", d, "--n", 5, "--index", 2]),
+                       ("a.png", ["attribute", run, "--data", d, "--with-label", 1, "--n", 3])):
+        code, out, err = run_cli(capsys, "latent", *args, "-o", tmp_path / name)
+        assert code == 0 and (tmp_path / name).stat().st_size > 0, (name, err)
+    assert (tmp_path / "i.gif").is_file()
+    first = (tmp_path / "n.png").read_bytes()
+    run_cli(capsys, "latent", "near", run, "--data", d, "--n", 5, "--index", 2, "-o", tmp_path / "n2.png")
+    assert (tmp_path / "n2.png").read_bytes() == first  # seeded
+    code, out, _ = run_cli(capsys, "latent", "kl", run, "--data", d)
+    res = _json.loads(out)
+    assert code == 0 and len(res["kl"]) == 3 and 0 <= res["mig"] <= 1
+    np.save(tmp_path / "nolabels.npy", xte)
+    code, _, err = run_cli(capsys, "latent", "attribute", run, "--data", tmp_path / "nolabels.npy", "--with-label", 1,
+                           "-o", tmp_path / "b.png")
+    assert code == 2 and "need labels" in err
+    code, _, err = run_cli(capsys, "latent", "attribute", run, "--data", d, "--with-label", 7, "-o", tmp_path / "b.png")
+    assert code == 2 and "no examples with label 7" in err

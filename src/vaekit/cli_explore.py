@@ -11,7 +11,8 @@ import typer
 
 from .errors import VaekitError
 
-latent_app = typer.Typer(no_args_is_help=True, help="Latent-space pictures: interpolate, traverse, map, embed, kl.")
+latent_app = typer.Typer(no_args_is_help=True,
+                         help="Latent-space pictures: interpolate, traverse, map, embed, near, attribute, kl.")
 
 
 def _model_and_data(model_dir: Path, data: Optional[Path], split: str, limit: int = 0):
@@ -175,6 +176,75 @@ def embed(
     atomic_save(out, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     typer.echo(f"wrote {out}")
+
+
+@latent_app.command()
+def near(
+    model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
+    data: Path = typer.Option(..., "--data", help="Data file holding the example."),
+    index: int = typer.Option(0, help="Index of the example."),
+    n: int = typer.Option(15, "--n", min=1, help="Number of neighbours."),
+    scale: float = typer.Option(1.0, help="z = μ(x) + scale·σ(x)·ε (0 = the posterior mean only)."),
+    seed: int = typer.Option(0),
+    split: str = typer.Option("test"),
+    out: Path = typer.Option(Path("near.png"), "--out", "-o"),
+) -> None:
+    """Samples in the neighbourhood of one encoded example; the first tile is its reconstruction E[x|z=μ(x)]."""
+    from . import explore
+
+    if not (np.isfinite(scale) and scale >= 0):
+        raise VaekitError(f"--scale must be a finite number >= 0, got {scale}")
+    model, x, c, _ = _model_and_data(model_dir, data, split)
+    if not 0 <= index < len(x):
+        raise VaekitError(f"--index must be in 0..{len(x) - 1}")
+    ci = None if c is None else c[index:index + 1]
+    recon = explore.decode(model, explore.encode(model, x[index:index + 1], ci), ci)
+    near_x = explore.sample_near(model, x[index], n, scale, ci, generator=torch.Generator().manual_seed(seed))
+    _save(model, torch.cat([recon, near_x]), out, ncol=min(n + 1, 8))
+    typer.echo(f"wrote {out}")
+
+
+def _alphas(text: str) -> list[float]:
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise VaekitError(f"--alphas must be comma-separated numbers, got {text!r}") from None
+    if not vals or not all(np.isfinite(vals)):
+        raise VaekitError(f"--alphas must be finite numbers, got {text!r}")
+    return vals
+
+
+@latent_app.command()
+def attribute(
+    model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
+    data: Path = typer.Option(..., "--data", help="Labelled data (y_* / labels) to estimate the vector from."),
+    with_label: int = typer.Option(..., "--with-label", help="Examples with this label have the attribute."),
+    without_label: Optional[int] = typer.Option(None, "--without-label", help="Examples without it (default: all "
+                                                "other labels)."),
+    n: int = typer.Option(4, "--n", min=1, help="Apply the vector to the first N examples without the attribute."),
+    alphas: str = typer.Option("0,0.5,1,1.5", help="Strengths α: decode μ(x) + α·v."),
+    split: str = typer.Option("test"),
+    limit: int = typer.Option(5000, min=2, help="At most this many examples to estimate v from."),
+    out: Path = typer.Option(Path("attribute.png"), "--out", "-o"),
+) -> None:
+    """Attribute vector v = mean μ(x | with) − mean μ(x | without), added to inputs: one row per input, α across."""
+    from . import explore
+
+    a = _alphas(alphas)
+    model, x, c, y = _model_and_data(model_dir, data, split, limit)
+    if y is None:
+        raise VaekitError(f"{data}: attribute vectors need labels (y_* keys or label sub-folders)")
+    has = y == with_label
+    other = ~has if without_label is None else y == without_label
+    if not has.any() or not other.any():
+        raise VaekitError(f"{data}: no examples with label {with_label if not has.any() else without_label}")
+    keep = has | other
+    z = explore.encode(model, x[keep], None if c is None else c[keep])
+    v = explore.attribute_vector(z, has[keep])
+    idx = np.nonzero(other)[0][:n]
+    rows = explore.apply_attribute(model, x[idx], v, a, None if c is None else c[idx])
+    _save(model, rows.reshape(-1, rows.shape[-1]), out, ncol=len(a))
+    typer.echo(f"wrote {out}: |v| = {float(v.norm()):.3f}, {len(idx)} inputs × α {a}")
 
 
 @latent_app.command()

@@ -146,3 +146,23 @@ def test_more_option_checks_from_the_sweep(model_dir: Path, tmp_path: Path, caps
                            "-o", tmp_path / "a.vkz", "--no-progress")
     assert code == 0, err
     _one_line_exit_2(run_cli(capsys, "decompress", tmp_path / "a.vkz", "-o", tmp_path / "a.png"), ".npy")
+
+
+def test_colour_image_on_a_grayscale_model_and_a_table_without_columns(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from vaekit import VAEAnomalyDetector
+    from vaekit.errors import DataError
+
+    save_model(VAE(ModelConfig(input_shape=(1, 6, 6), latent_dim=2, hidden=(8,))), tmp_path / "img")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(tmp_path / "colour.png")
+    Image.fromarray(np.repeat(rng.integers(0, 256, (6, 6, 1), dtype=np.uint8), 3, 2)).save(tmp_path / "grey_rgb.png")
+    Image.fromarray(np.where(np.arange(36).reshape(6, 6) % 2, 255, 0).astype(np.uint8)).save(tmp_path / "mask.png")
+    _one_line_exit_2(run_cli(capsys, "inpaint", tmp_path / "img", tmp_path / "colour.png", "--mask", tmp_path / "mask.png",
+                             "--out", tmp_path / "o.png", "--n-samples", 8), "colour image")
+    code, _, err = run_cli(capsys, "inpaint", tmp_path / "img", tmp_path / "grey_rgb.png", "--mask",
+                           tmp_path / "mask.png", "--out", tmp_path / "o.png", "--n-samples", 8)
+    assert code == 0, err  # an RGB file holding a grey image is fine
+    with pytest.raises(DataError, match="no columns left"):
+        VAEAnomalyDetector(likelihood="mixed").fit(pd.DataFrame(index=range(5)))

@@ -159,6 +159,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             if reset:
                 if len(X) == 0:
                     raise DataError("X: the table has no rows (0 samples); at least 1 is required")
+                if X.shape[1] == 0:
+                    raise DataError("X: the table has no columns left to model (all were ignored or dropped)")
                 validate_data(self, X, skip_check_array=True, reset=True)
                 self.schema_ = TabularSchema.infer(X, self.column_kinds, self.column_transform, self.allow_missing,
                                                    source="X").fit(X, "X")

@@ -136,6 +136,10 @@ def _read_png(path: Path, channels: int, what: str) -> np.ndarray:
         raise DataError(f"{path}: {what} not found")
     try:
         with Image.open(path) as im:
+            if channels == 1 and what == "image" and im.mode not in ("1", "L", "LA", "I", "I;16", "F"):
+                rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+                if (rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any():
+                    raise DataError(f"{path}: a colour image, but this model is trained on grayscale images")
             return np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{path}: {what} is not a readable image ({e})") from None

@@ -11,8 +11,9 @@ import typer
 from .config import ModelConfig, TrainConfig
 from .errors import VaekitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Variational autoencoders: train, evaluate, sample, reconstruct, demo.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Variational autoencoders: train, evaluate, sample, reconstruct, demo, and the five jobs "
+                       "(generate, compress, anomaly, impute, latent/explore).")
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -143,7 +144,7 @@ def demo(
     typer.echo(f"report: {index}")
 
 
-anomaly_app = typer.Typer(no_args_is_help=True, help="Anomaly detection on tables: fit a detector, score new rows.")
+anomaly_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Anomaly detection on tables: fit a detector, score new rows.")
 app.add_typer(anomaly_app, name="anomaly")
 IGNORE_FILE = "cli.json"
 

@@ -18,7 +18,7 @@ def _floats(text: str) -> list[float]:
     return vals
 
 
-codec_app = typer.Typer(no_args_is_help=True, help="Lossy learned image codecs for 'vaekit compress'.")
+codec_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Lossy learned image codecs for 'vaekit compress'.")
 
 
 @codec_app.command("train")

@@ -11,7 +11,7 @@ import typer
 
 from .errors import VaekitError
 
-latent_app = typer.Typer(no_args_is_help=True,
+latent_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Latent-space pictures: interpolate, traverse, map, embed, near, attribute, kl.")
 
 

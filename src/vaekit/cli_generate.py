@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-generate_app = typer.Typer(no_args_is_help=True, help="Synthetic table rows: fit a (conditional) VAE on a table, "
+generate_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Synthetic table rows: fit a (conditional) VAE on a table, "
                                                       "sample new rows.")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,17 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
         raise VaekitError(f"--{name} must be comma-separated integers, got {text!r}") from None
     if not vals or min(vals) < 1:
         raise VaekitError(f"--{name} must list positive integers, got {text!r}")
+    return vals
+
+
+def _floats(text: str, name: str) -> list[float]:
+    """'0,0.5,1' → [0.0, 0.5, 1.0]; at least one number, all finite."""
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise VaekitError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+    if not vals or not all(math.isfinite(v) for v in vals):
+        raise VaekitError(f"--{name} must list finite numbers, got {text!r}")
     return vals
 
 
@@ -153,6 +165,16 @@ def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _column_kinds(categorical: str, binary: str, continuous: str) -> dict[str, str]:
+    """--categorical/--binary/--continuous column lists → {column: kind}; a column may have one kind only."""
+    lists = {"categorical": _names(categorical), "binary": _names(binary), "continuous": _names(continuous)}
+    listed = [c for cols in lists.values() for c in cols]
+    twice = sorted({c for c in listed if listed.count(c) > 1})
+    if twice:
+        raise VaekitError(f"column(s) {twice} given more than one kind (--categorical/--binary/--continuous)")
+    return {c: kind for kind, cols in lists.items() for c in cols}
+
+
 @anomaly_app.command("fit")
 def anomaly_fit(
     train: Path = typer.Argument(..., help="Training table (.csv or .parquet); unlabelled rows."),
@@ -189,12 +211,7 @@ def anomaly_fit(
     if missing:
         raise VaekitError(f"{train}: --ignore names column(s) {missing} that the table does not have")
     df = df.drop(columns=drop)
-    listed = [c for text in (categorical, binary, continuous) for c in _names(text)]
-    twice = sorted({c for c in listed if listed.count(c) > 1})
-    if twice:
-        raise VaekitError(f"column(s) {twice} given more than one kind (--categorical/--binary/--continuous)")
-    kinds = {c: kind for kind, text in (("categorical", categorical), ("binary", binary),
-                                         ("continuous", continuous)) for c in _names(text)}
+    kinds = _column_kinds(categorical, binary, continuous)
     try:
         cont: float | str = contamination if contamination == "auto" else float(contamination)
     except ValueError:
@@ -272,12 +289,7 @@ def impute(
     """Fill the missing values of a table with a VAE trained on it (MIWAE): conditional means / most probable values."""
     from .impute_io import impute_file
 
-    listed = [c for text in (categorical, binary, continuous) for c in _names(text)]
-    twice = sorted({c for c in listed if listed.count(c) > 1})
-    if twice:
-        raise VaekitError(f"column(s) {twice} given more than one kind (--categorical/--binary/--continuous)")
-    kinds = {c: kind for kind, text in (("categorical", categorical), ("binary", binary),
-                                         ("continuous", continuous)) for c in _names(text)}
+    kinds = _column_kinds(categorical, binary, continuous)
     res = impute_file(data, out, multiple, uncertainty, _names(ignore), _names(na_values), kinds,
                       n_samples=n_samples, max_steps=max_steps, random_state=seed)
     what = f"{multiple} imputations (long format, column 'imputation')" if multiple else "completed table"
@@ -333,12 +345,12 @@ def _guard_outputs(argv: list[str]) -> None:
     from .io import protect_inputs
 
     outs, ins = _paths(argv)
-    seen: dict[Path, str] = {}
+    seen: set[Path] = set()
     for o in outs:
         r = Path(o).resolve()
         if r in seen:
             raise VaekitError(f"{o}: named for two outputs of this command; give each output its own path")
-        seen[r] = o
+        seen.add(r)
     protect_inputs(p for p in ins if p and Path(p).exists())
 
 
@@ -352,12 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     except VaekitError as e:
         typer.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        typer.echo(f"error: {e.filename or ''}: {e.strerror or e}", err=True)
-        raise SystemExit(2) from None
-    except (FileExistsError, OSError) as e:
-        name = getattr(e, "filename", None)
-        typer.echo(f"error: {name + ': ' if name else ''}{getattr(e, 'strerror', None) or e}", err=True)
+    except OSError as e:  # missing, unreadable, existing or wrong-kind paths
+        typer.echo(f"error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", err=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -8,12 +8,11 @@ import typer
 from .errors import VaekitError
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        vals = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise VaekitError(f"--lambdas must be comma-separated numbers, got {text!r}") from None
-    if not vals or min(vals) <= 0:
+def _lambdas(text: str) -> list[float]:
+    from .cli import _floats
+
+    vals = _floats(text, "lambdas")
+    if min(vals) <= 0:
         raise VaekitError(f"--lambdas must list positive numbers, got {text!r}")
     return vals
 
@@ -48,7 +47,7 @@ def codec_train(
 
     if (out / CONFIG_FILE).exists() and not overwrite:
         raise VaekitError(f"{out}: already holds a model; pass --overwrite or choose another --out")
-    codec = train_codec(data, out, _floats(lambdas), N=channels_n, M=latent_m, n_down=n_down, nonlinearity=nonlinearity,
+    codec = train_codec(data, out, _lambdas(lambdas), N=channels_n, M=latent_m, n_down=n_down, nonlinearity=nonlinearity,
                         steps=steps, finetune_steps=finetune_steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed,
                         time_limit_min=time_limit, log=(lambda m: typer.echo(m, err=True)) if progress else None)
     levels = ", ".join(f"q{q}: λ={lm:g} ~{codec.info[q]['train']['bpp']:.3f} bpp"

@@ -39,16 +39,6 @@ def _save(model, x: torch.Tensor, out: Path, ncol: int) -> None:
     save_grid(out, to_display(model, x), image_shape(model), ncol=ncol, scale=2)
 
 
-def _label(model, label: Optional[int], n: int) -> Optional[torch.Tensor]:
-    if not model.config.n_conditions:
-        if label is not None:
-            raise VaekitError("--label given, but this model is not conditional")
-        return None
-    if label is None or not 0 <= label < model.config.n_conditions:
-        raise VaekitError(f"this model is conditional: pass --label in 0..{model.config.n_conditions - 1}")
-    return torch.full((n,), label, dtype=torch.long)
-
-
 def _dims(text: str, latent_dim: int) -> list[int]:
     """'0,3' → [0, 3]; each must be an integer in 0..latent_dim−1."""
     try:
@@ -106,6 +96,7 @@ def traverse(
 ) -> None:
     """One row per latent dimension, varied from −span to +span around a code."""
     from . import explore
+    from .workflows import condition_labels
 
     model, x, c, _ = _model_and_data(model_dir, data, "test")
     z = None
@@ -117,8 +108,9 @@ def traverse(
         kl = explore.kl_per_dimension(model, x[:2000], None if c is None else c[:2000])["kl"]
         order = list(np.argsort(kl)[::-1][:10])
     chosen = _dims(dims, model.config.latent_dim) if dims else order
-    values = np.linspace(-_span(span), _span(span), steps).tolist()
-    cc = c[index:index + 1] if c is not None and x is not None else _label(model, label, 1)
+    span = _span(span)
+    values = np.linspace(-span, span, steps).tolist()
+    cc = c[index:index + 1] if c is not None and x is not None else condition_labels(model, label, 1)
     grid_ = explore.traverse(model, z, chosen, values, cc)
     _save(model, grid_.reshape(-1, grid_.shape[-1]), out, ncol=steps)
     typer.echo(f"wrote {out} (dimensions {chosen})")
@@ -135,12 +127,13 @@ def latent_map(
 ) -> None:
     """Decode a grid over two latent dimensions (the others at 0)."""
     from . import explore
+    from .workflows import condition_labels
 
     model, *_ = _model_and_data(model_dir, None, "test")
     pair = _dims(dims, model.config.latent_dim)
     if len(pair) != 2:
         raise VaekitError(f"--dims needs two dimensions, got {dims!r}")
-    m = explore.latent_map(model, (pair[0], pair[1]), grid, _span(span), c=_label(model, label, 1))
+    m = explore.latent_map(model, (pair[0], pair[1]), grid, _span(span), c=condition_labels(model, label, 1))
     _save(model, m.reshape(-1, m.shape[-1]), out, ncol=grid)
     typer.echo(f"wrote {out}")
 
@@ -204,16 +197,6 @@ def near(
     typer.echo(f"wrote {out}")
 
 
-def _alphas(text: str) -> list[float]:
-    try:
-        vals = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise VaekitError(f"--alphas must be comma-separated numbers, got {text!r}") from None
-    if not vals or not all(np.isfinite(vals)):
-        raise VaekitError(f"--alphas must be finite numbers, got {text!r}")
-    return vals
-
-
 @latent_app.command()
 def attribute(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
@@ -229,8 +212,9 @@ def attribute(
 ) -> None:
     """Attribute vector v = mean μ(x | with) − mean μ(x | without), added to inputs: one row per input, α across."""
     from . import explore
+    from .cli import _floats
 
-    a = _alphas(alphas)
+    a = _floats(alphas, "alphas")
     model, x, c, y = _model_and_data(model_dir, data, split, limit)
     if y is None:
         raise VaekitError(f"{data}: attribute vectors need labels (y_* keys or label sub-folders)")

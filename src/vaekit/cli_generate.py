@@ -10,10 +10,6 @@ generate_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Sy
                                                       "sample new rows.")
 
 
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 @generate_app.command("fit")
 def generate_fit(
     table: Path = typer.Argument(..., help="Training table (.csv or .parquet), no missing values."),
@@ -35,11 +31,10 @@ def generate_fit(
     progress: bool = typer.Option(False, "--progress/--no-progress"),
 ) -> None:
     """Fit a VAE generator on a table (mixed likelihood); conditional on --condition-columns when given."""
-    from .cli import _ints
+    from .cli import _column_kinds, _ints, _names
     from .generate_io import fit_file
 
-    kinds = {c: kind for kind, text in (("categorical", categorical), ("binary", binary),
-                                         ("continuous", continuous)) for c in _names(text)}
+    kinds = _column_kinds(categorical, binary, continuous)
     res = fit_file(table, out, _names(ignore), kinds, overwrite, condition_columns=_names(condition_columns),
                    column_transform=transform, latent_dim=latent_dim, hidden=_ints(hidden, "hidden"), epochs=epochs,
                    max_steps=max_steps, time_limit=time_limit, random_state=seed, verbose=progress)

@@ -129,14 +129,15 @@ def inpaint(model: VAE, x: torch.Tensor, observed: torch.Tensor, n_samples: int 
     return filled, effective_sample_size(log_w)
 
 
-def _read_png(path: Path, channels: int, what: str) -> np.ndarray:
+def _read_png(path: Path, channels: int, what: str, refuse_colour: bool = False) -> np.ndarray:
+    """PNG → uint8 (H, W) or (H, W, 3); ``refuse_colour``: a grayscale read of a truly coloured image is an error."""
     from PIL import Image, UnidentifiedImageError
 
     if not Path(path).is_file():
         raise DataError(f"{path}: {what} not found")
     try:
         with Image.open(path) as im:
-            if channels == 1 and what == "image" and im.mode not in ("1", "L", "LA", "I", "I;16", "F"):
+            if refuse_colour and channels == 1 and im.mode not in ("1", "L", "LA", "I", "I;16", "F"):
                 rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
                 if (rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any():
                     raise DataError(f"{path}: a colour image, but this model is trained on grayscale images")
@@ -178,7 +179,7 @@ def inpaint_file(model_dir: str | Path, image: str | Path, mask: str | Path, out
         raise VaekitError(f"{model_dir}: model input {shape} is not an image")
     if Path(out).suffix.lower() != ".png":
         raise VaekitError(f"{out}: output must end in .png")
-    img = _read_png(Path(image), c, "image")
+    img = _read_png(Path(image), c, "image", refuse_colour=True)
     msk = _read_png(Path(mask), 1, "mask")
     if img.shape[:2] != (h, w):
         raise DataError(f"{image}: image is {img.shape[1]}×{img.shape[0]} pixels, the model expects {w}×{h}")

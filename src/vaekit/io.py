@@ -123,8 +123,9 @@ def weights_digest(raw: bytes) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-def read_tensors(path: Path, what: str, digest: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file; with ``digest``, the file's BLAKE2b-128 must equal it."""
+def read_tensors(path: Path, what: str, digest: object = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; when ``digest`` is a string (a config.json's recorded
+    ``weights_blake2b``; older folders have none), the file's BLAKE2b-128 must equal it."""
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
     raw = path.read_bytes()
@@ -139,7 +140,7 @@ def read_tensors(path: Path, what: str, digest: str | None = None) -> tuple[dict
         meta = json.loads(raw[8:8 + header_len]).get("__metadata__", {}) or {}
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: {what} has a corrupt header ({e})") from None
-    if digest is not None and weights_digest(raw) != digest:  # a well-formed file whose bytes changed
+    if isinstance(digest, str) and weights_digest(raw) != digest:  # a well-formed file whose bytes changed
         raise CheckpointError(f"{path}: {what} do not match the checksum recorded in config.json "
                               "(the file is damaged or was replaced)")
     return tensors, meta
@@ -178,6 +179,7 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike[str],
 
 
 def read_model_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
+    """(model config, the whole config.json document) of a model folder; format and version checked."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: model folder not found")
@@ -191,7 +193,7 @@ def read_model_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, d
         cfg = ModelConfig.from_dict(doc.get("model", {}))
     except (TypeError, VaekitError) as e:
         raise CheckpointError(f"{directory / CONFIG_FILE}: invalid model config ({e})") from None
-    return cfg, doc.get("extra", {})
+    return cfg, doc
 
 
 def load_model(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
@@ -199,14 +201,13 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     from .model import VAE
 
     directory = Path(directory)
-    cfg, extra = read_model_config(directory)
-    digest = read_json(directory / CONFIG_FILE, "model config").get("weights_blake2b")
-    state, _ = read_tensors(directory / WEIGHTS_FILE, "model weights", digest if isinstance(digest, str) else None)
+    cfg, doc = read_model_config(directory)
+    state, _ = read_tensors(directory / WEIGHTS_FILE, "model weights", doc.get("weights_blake2b"))
     model = VAE(cfg)
     check_state_dict(model, state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state)
     model.eval()
-    return model, extra
+    return model, doc.get("extra", {})
 
 
 # --- checkpoints --------------------------------------------------------------------------------

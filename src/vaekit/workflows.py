@@ -132,6 +132,19 @@ def to_display(model: VAE, x: torch.Tensor) -> np.ndarray:
     return x.float().clamp(0, 1).numpy()
 
 
+def condition_labels(model: VAE, label: int | None, n: int) -> torch.Tensor | None:
+    """n copies of ``label`` for a conditional model, None for an unconditional one; a missing, out-of-range or
+    superfluous label is a one-line VaekitError."""
+    k = model.config.n_conditions
+    if not k:
+        if label is not None:
+            raise VaekitError("--label given, but this model is not conditional")
+        return None
+    if label is None or not 0 <= label < k:
+        raise VaekitError(f"this model is conditional: pass --label in 0..{k - 1}")
+    return torch.full((n,), label, dtype=torch.long)
+
+
 def sample(model_dir: str | Path, n: int = 64, out: str | Path | None = None, temperature: float = 1.0,
            seed: int = 0, label: int | None = None) -> np.ndarray:
     """n samples E[x|z], z ~ p(z) (temperature-scaled); with ``out``, also a PNG grid (or .npy)."""
@@ -140,15 +153,7 @@ def sample(model_dir: str | Path, n: int = 64, out: str | Path | None = None, te
         raise VaekitError(f"n must be >= 1, got {n}")
     if not (math.isfinite(temperature) and temperature > 0):
         raise VaekitError(f"temperature must be a finite number > 0, got {temperature}")
-    if label is not None and not model.config.n_conditions:
-        raise VaekitError("--label given, but this model is not conditional")
-    c = None
-    if model.config.n_conditions:
-        if label is None:
-            raise VaekitError("this model is conditional: pass --label")
-        if not 0 <= label < model.config.n_conditions:
-            raise VaekitError(f"label must be in 0..{model.config.n_conditions - 1}")
-        c = torch.full((n,), label, dtype=torch.long)
+    c = condition_labels(model, label, n)
     x = model.sample(n, torch.Generator().manual_seed(seed), temperature, c=c)
     arr = to_display(model, x)
     if out is not None:

@@ -107,8 +107,7 @@ def load_codec(directory: str | Path) -> ImageCodec:
             or len(info) != len(lambdas) or not 1 <= len(lambdas) <= 64:
         raise CheckpointError(f"{directory / CONFIG_FILE}: corrupt codec config (levels/lambdas)")
     codec = ImageCodec(RDConfig.from_dict(doc["codec"]), lambdas, info)
-    digest = doc.get("weights_blake2b")
-    state, _ = read_tensors(directory / WEIGHTS_FILE, "codec weights", digest if isinstance(digest, str) else None)
+    state, _ = read_tensors(directory / WEIGHTS_FILE, "codec weights", doc.get("weights_blake2b"))
     for q, net in enumerate(codec.levels):
         t = state.get(f"levels.{q}.table_freq")
         if t is None or t.ndim != 2 or t.dtype != torch.int32:
@@ -283,12 +282,13 @@ def compress_image_file(model_dir: str | Path, src: str | Path, dst: str | Path,
     data = _pack(codec, q, y_hat, int(img.shape[0]), int(img.shape[1]), embed_model_path)
     seconds = time.perf_counter() - t
     write_atomic(dst, data)
+    from .metrics import psnr  # scipy-backed; only this report needs it
+
     x_hat = synthesize(codec, q, y_hat, img.shape[0], img.shape[1])
-    mse = float(np.mean((x_hat.astype(np.float64) - img) ** 2))
     return {"quality": q, "lambda": codec.lambdas[q], "size": f"{img.shape[1]}x{img.shape[0]}",
             "channels": codec.cfg.channels, "raw_bytes": int(img.size), "file_bytes": len(data),
             "bpp": 8.0 * len(data) / (img.shape[0] * img.shape[1]),
-            "psnr_db": float("inf") if mse == 0 else 10 * float(np.log10(255.0 ** 2 / mse)), "seconds": seconds}
+            "psnr_db": psnr(img, x_hat), "seconds": seconds}
 
 
 def decompress_image_file(src: str | Path, dst: str | Path, model_dir: str | Path | None = None) -> dict[str, Any]:
@@ -297,8 +297,9 @@ def decompress_image_file(src: str | Path, dst: str | Path, model_dir: str | Pat
     box = read(src)
     if box.codec != CODEC:
         raise VaekitError(f"{src}: not a lossy image file (codec {box.codec!r})")
+    *_, quality, recorded = _meta_fields(box, str(src))
     if model_dir is None:
-        model_dir = _meta_fields(box, str(src))[4]
+        model_dir = recorded
         if not isinstance(model_dir, str) or not model_dir:
             raise VaekitError(f"{src}: no codec folder recorded in the file (compress with --embed-model-path "
                               f"to record one); pass --model")
@@ -310,6 +311,6 @@ def decompress_image_file(src: str | Path, dst: str | Path, model_dir: str | Pat
     img = decompress_image(box, codec, str(src))
     seconds = time.perf_counter() - t
     write_image(dst, img)
-    return {"quality": int(_meta_fields(box, str(src))[3]), "size": f"{img.shape[1]}x{img.shape[0]}", "channels": codec.cfg.channels,
+    return {"quality": int(quality), "size": f"{img.shape[1]}x{img.shape[0]}", "channels": codec.cfg.channels,
             "file_bytes": src.stat().st_size, "bpp": 8.0 * src.stat().st_size / (img.shape[0] * img.shape[1]),
             "seconds": seconds}

@@ -17,6 +17,9 @@ def test_demo_writes_a_complete_report(tmp_path):
         assert (tmp_path / "rep" / f).stat().st_size > 0 and f in html
     assert 0.5 < metrics["anomaly"]["roc_auc"] <= 1.0
     assert (tmp_path / "rep" / "tabular_generation.png").stat().st_size > 0 and "tabular_generation.png" in html
+    p = metrics["inpainting"]  # the imputation section: inpainting beats filling the hidden block with pixel means
+    assert (tmp_path / "rep" / "inpainting.png").stat().st_size > 0 and "inpainting.png" in html
+    assert p["mse_masked_vae"] < p["mse_masked_mean_fill"] and p["mean_effective_sample_size"] >= 1
     import pandas as pd
 
     rows = pd.read_csv(tmp_path / "rep" / "synthetic_wine.csv")

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from vaekit.io import atomic_write_text
+    from vaekit.files import atomic_write_text
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")

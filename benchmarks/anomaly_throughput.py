@@ -70,7 +70,7 @@ def task(kind: str, work: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     w = Path(work)
     if kind.startswith("vaekit_file"):
-        from vaekit.anomaly_io import score_file
+        from vaekit.jobs.anomaly.files import score_file
 
         det_dir, src = (w / "det_mixed", w / "mixed.csv") if kind.endswith("mixed") else (
             w / "det", w / ("data.parquet" if "parquet" in kind else "data.csv"))
@@ -80,7 +80,7 @@ def task(kind: str, work: str, threads: int) -> dict[str, Any]:
                 "peak_rss_mb": _rss_mb(), "rss_before_mb": base}
     x = pd.read_parquet(w / "data.parquet").to_numpy(np.float32)
     if kind.startswith("vaekit_memory"):
-        from vaekit.anomaly_io import load_detector
+        from vaekit.jobs.anomaly.files import load_detector
 
         det = load_detector(w / "det")
         if kind.endswith("k1"):
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vaekit import VAEAnomalyDetector
-    from vaekit.io import atomic_write_text
+    from vaekit.files import atomic_write_text
 
     torch.set_num_threads(args.threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vaekit_tp_"))

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaekit.compress.bitsback import BitsBackCodec
-from vaekit.io import atomic_write_text, load_model
+from vaekit.core.checkpoint import load_model
+from vaekit.files import atomic_write_text
+from vaekit.jobs.compress.bitsback import BitsBackCodec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PUBLISHED = {"binarized": {"BB-ANS (Townsend et al. 2019)": 0.19},

@@ -2,7 +2,7 @@
 
 Sets: MNIST and Fashion-MNIST test images (codecs trained on x_train), Kodak (24 RGB images, 2-fold: a codec
 trained on random crops of kodim01–12 codes kodim13–24 and vice versa). For every image and operating point:
-bpp = 8·bytes/(H·W) and PSNR / MS-SSIM (vaekit.compress.metrics) of the decoded uint8 image, averaged per image.
+bpp = 8·bytes/(H·W) and PSNR / MS-SSIM (vaekit.jobs.compress.metrics) of the decoded uint8 image, averaged per image.
 Two rate accountings: "file" = whole files (ours: the .vkz container, compact version-2 header (magic,
 version, codec id, fingerprint, [h, w, c, q]) and checksum, 38 bytes in all on a 28×28 image; JPEG:
 a full JFIF file; WebP: the RIFF file) and "stream" = entropy-coded data only (ours: the range-coder payload;
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaekit.compress.container import unpack
-from vaekit.compress.lossy import compress_image, decompress_image, load_codec
-from vaekit.compress.lossy_train import train_codec
-from vaekit.compress.metrics import bd_rate, bd_rate_interp, ms_ssim, psnr
-from vaekit.io import atomic_save, atomic_write_text
+from vaekit.files import atomic_save, atomic_write_text
+from vaekit.jobs.compress.container import unpack
+from vaekit.jobs.compress.lossy import compress_image, decompress_image, load_codec
+from vaekit.jobs.compress.lossy_train import train_codec
+from vaekit.jobs.compress.metrics import bd_rate, bd_rate_interp, ms_ssim, psnr
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PSNR_CAP = 100.0

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anomaly_adbench import split  # noqa: E402
 from impute_uci import load, mask  # noqa: E402
 
-from vaekit import VAEAnomalyDetector, VAEImputer  # noqa: E402
-from vaekit.io import atomic_write_text  # noqa: E402
+from vaekit import VAEAnomalyDetector, VAEImputer
+from vaekit.files import atomic_write_text
 
 
 def timed(fn: Callable[[], dict[str, float]], repeats: int) -> dict[str, Any]:

@@ -23,12 +23,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vaekit.compress.bitsback import BitsBackCodec
-from vaekit.compress.container import DIGEST_BYTES, _digest
-from vaekit.config import ModelConfig
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
 from vaekit.errors import CorruptFileError, WrongModelError
-from vaekit.io import atomic_write_text
-from vaekit.model import VAE
+from vaekit.files import atomic_write_text
+from vaekit.jobs.compress.bitsback import BitsBackCodec
+from vaekit.jobs.compress.container import DIGEST_BYTES, _digest
 
 
 def mutate(blob: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -65,8 +65,8 @@ def setup_bitsback(rng: np.random.Generator) -> tuple[bytes, Callable[[bytes], n
 
 def setup_lossy(rng: np.random.Generator) -> tuple[bytes, Callable[[bytes], np.ndarray], np.ndarray]:
     """A tiny two-level grayscale codec (trained for a few steps) and one coded 20×20 image."""
-    from vaekit.compress.lossy import compress_image, decompress_image, load_codec
-    from vaekit.compress.lossy_train import train_codec
+    from vaekit.jobs.compress.lossy import compress_image, decompress_image, load_codec
+    from vaekit.jobs.compress.lossy_train import train_codec
 
     imgs = [np.clip(rng.normal(128, 40, (32, 32)), 0, 255).astype(np.uint8) for _ in range(8)]
     with tempfile.TemporaryDirectory() as d:

@@ -25,11 +25,11 @@ import torch
 from scipy import linalg
 from torch import nn
 
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.io import atomic_write_text
-from vaekit.model import VAE
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.model import VAE
+from vaekit.core.trainer import Trainer
+from vaekit.files import atomic_write_text
 from vaekit.plots import save_grid
-from vaekit.train import Trainer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vaekit.generate import TabularGenerator
-from vaekit.io import atomic_write_text
+from vaekit.files import atomic_write_text
+from vaekit.jobs.generate.tabular import TabularGenerator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tabular"
 TABLES = ("banknote", "breast_wdbc", "concrete", "wine_red", "wine_white", "yeast")

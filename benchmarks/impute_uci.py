@@ -135,7 +135,7 @@ def summarise(runs: list[dict[str, Any]], scenario: str, methods: list[str]) -> 
 
 
 def write(out: Path, doc: dict[str, Any], methods: list[str]) -> None:
-    from vaekit.io import atomic_write_text
+    from vaekit.files import atomic_write_text
 
     lines = ["# Imputation benchmark: MIWAE protocol on six UCI datasets", "",
              "MSE on the missing entries of the standardised data (lower is better), mean ± sd over seeds "

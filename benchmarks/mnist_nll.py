@@ -16,12 +16,14 @@ from pathlib import Path
 
 import torch
 
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.data import load_splits, prepare
-from vaekit.evaluate import evaluate
-from vaekit.io import atomic_write_text, load_model, save_model
-from vaekit.model import VAE
-from vaekit.train import Trainer
+from vaekit.core.checkpoint import load_model, save_model
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.evaluate import evaluate
+from vaekit.core.model import VAE
+from vaekit.core.preprocess import prepare
+from vaekit.core.trainer import Trainer
+from vaekit.data import load_splits
+from vaekit.files import atomic_write_text
 
 
 def plot(res: dict, path: Path) -> None:
@@ -31,7 +33,7 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vaekit.io import atomic_save
+    from vaekit.files import atomic_save
 
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=100)
     if res["curve"]:

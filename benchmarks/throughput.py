@@ -2,7 +2,7 @@
 
 Contenders run interleaved, one epoch of the 50k binarized-MNIST training images each per round:
   * bare: a plain ~30-line PyTorch loop (nn.Sequential, BCE-with-logits + closed-form KL, torch.optim.Adam);
-  * vaekit: ``vaekit.train.Trainer`` (fp32, ELBO, no validation so the work is the same; progress bar on);
+  * vaekit: ``vaekit.core.trainer.Trainer`` (fp32, ELBO, no validation so the work is the same; progress bar on);
   * vaekit-bf16: the same with ``precision='bf16'`` (autocast; reported separately, not used for the ratio);
   * pythae: pythae 0.1.2's ``BaseTrainer`` with its VAE and the same encoder/decoder (if installed).
 Also the machine's measured matmul peak (fp32 and bf16) and the achieved GFLOP/s of each contender.
@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.io import atomic_write_text
-from vaekit.model import VAE
-from vaekit.train import Trainer
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.model import VAE
+from vaekit.core.trainer import Trainer
+from vaekit.files import atomic_write_text
 
 ENC = [784, 300, 300]
 LATENT = 40

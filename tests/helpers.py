@@ -5,7 +5,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vaekit.cli import main
+from vaekit.cli.main import main
 
 
 def run_cli(capsys: Any, *args: Any) -> tuple[int, str, str]:
@@ -22,7 +22,7 @@ def run_cli(capsys: Any, *args: Any) -> tuple[int, str, str]:
 def mutated_containers(blob: bytes, n: int, seed: int) -> Iterator[tuple[bytes, bool]]:
     """n mutated copies of a .vkz blob → (bytes, resealed): 1–3 random bytes replaced, every third one also
     truncated; every second one re-sealed with a fresh checksum (so it reaches the header parser and decoder)."""
-    from vaekit.compress.container import DIGEST_BYTES, _digest
+    from vaekit.jobs.compress.container import DIGEST_BYTES, _digest
 
     rng = np.random.default_rng(seed)
     body_len = len(blob) - DIGEST_BYTES

@@ -7,8 +7,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from vaekit import VAEAnomalyDetector
-from vaekit.anomaly_io import load_detector, score_file
 from vaekit.errors import CheckpointError, DataError
+from vaekit.jobs.anomaly.files import load_detector, score_file
 
 FAST = dict(epochs=3, n_models=1, k=4, hidden=(8,), latent_dim=2, max_steps=50, random_state=0)
 

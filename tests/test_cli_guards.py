@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tests.helpers import run_cli
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.core.checkpoint import load_model, save_model
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.model import VAE
 from vaekit.errors import CheckpointError, VaekitError
-from vaekit.io import load_model, save_model
-from vaekit.model import VAE
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_damaged_weights_and_bad_config_values_are_caught(tmp_path: Path) -> Non
 
 
 def test_inpainting_works_with_a_convolutional_model() -> None:
-    from vaekit.conditional import inpaint
+    from vaekit.jobs.impute.inpaint import inpaint
 
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=2, arch="conv", channels=(4,), hidden=(16,))).eval()

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from tests.helpers import mutated_containers
-from vaekit.compress.bitsback import BitsBackCodec
-from vaekit.compress.container import pack, unpack
-from vaekit.config import ModelConfig
+from vaekit.core.checkpoint import save_model
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
 from vaekit.errors import CorruptFileError, DataError, VaekitError, WrongModelError
-from vaekit.io import save_model
-from vaekit.model import VAE
+from vaekit.jobs.compress.bitsback import BitsBackCodec
+from vaekit.jobs.compress.container import pack, unpack
 
 
 def _model(likelihood: str = "bernoulli", seed: int = 0, **kw: object) -> VAE:
@@ -88,7 +88,7 @@ def test_bits_back_round_trip_is_exact(likelihood: str):
 
 def _trained(x: np.ndarray, steps: int = 300) -> VAE:
     """A briefly trained model: its aggregate posterior is close to the prior, as bits-back assumes."""
-    from vaekit.objectives import ELBO
+    from vaekit.core.objectives import ELBO
 
     m = _model().train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)

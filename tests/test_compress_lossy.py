@@ -10,18 +10,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
 
-from vaekit.cli_codec import register
-from vaekit.compress.container import pack, unpack
-from vaekit.compress.entropy import TOTAL, decode_latents, encode_latents, table_bits
-from vaekit.compress.lossy import (CODEC, ImageCodec, compress_image, compress_image_file, decompress_image,
-                                   decompress_image_file, load_codec, pad_image, save_codec)
-from vaekit.compress.lossy_train import train_codec
-from vaekit.compress.metrics import bd_rate, bd_rate_interp, ms_ssim, psnr
-from vaekit.compress.rd_model import RateDistortionLoss
-from vaekit.errors import CheckpointError, CorruptFileError, DataError, VaekitError, WrongModelError
+from tests.helpers import run_cli
+from vaekit.errors import (
+    CheckpointError,
+    CorruptFileError,
+    DataError,
+    VaekitError,
+    WrongModelError,
+)
+from vaekit.jobs.compress.container import pack, unpack
+from vaekit.jobs.compress.entropy import (
+    TOTAL,
+    decode_latents,
+    encode_latents,
+    table_bits,
+)
+from vaekit.jobs.compress.lossy import (
+    CODEC,
+    ImageCodec,
+    compress_image,
+    compress_image_file,
+    decompress_image,
+    decompress_image_file,
+    load_codec,
+    pad_image,
+    save_codec,
+)
+from vaekit.jobs.compress.lossy_train import train_codec
+from vaekit.jobs.compress.metrics import bd_rate, bd_rate_interp, ms_ssim, psnr
+from vaekit.jobs.compress.rd_model import RateDistortionLoss
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
@@ -185,12 +203,12 @@ def test_codec_folder_validation(codecs: dict[int, Path], tmp_path: Path) -> Non
 
 _ENC = """
 import sys, numpy as np
-from vaekit.compress.lossy import compress_image_file
+from vaekit.jobs.compress.lossy import compress_image_file
 compress_image_file(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), embed_model_path=True)
 """
 _DEC = """
 import sys
-from vaekit.compress.lossy import decompress_image_file
+from vaekit.jobs.compress.lossy import decompress_image_file
 decompress_image_file(sys.argv[1], sys.argv[2], None)
 """
 
@@ -238,20 +256,17 @@ def test_metrics() -> None:
     assert bd_rate(r, p, r, p + 20) != bd_rate(r, p, r, p + 20)  # no PSNR overlap → NaN
 
 
-def test_cli_codec_train(tmp_path: Path) -> None:
+def test_cli_codec_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x_train=np.stack([_smooth(rng, 16, 16, 1) for _ in range(6)]))
-    app = typer.Typer()
-    app.command()(lambda: None)
-    register(app)
     args = ["codec", "train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "c"), "--lambdas", "100,10",
             "--n", "4", "--m", "4", "--n-down", "2", "--steps", "3", "--finetune-steps", "2", "--crop", "16",
             "--no-progress"]
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, res.output
-    assert "2 quality level(s)" in res.output and load_codec(tmp_path / "c").lambdas == [100.0, 10.0]
-    res = CliRunner().invoke(app, args)
-    assert isinstance(res.exception, VaekitError) and "overwrite" in str(res.exception)
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "2 quality level(s)" in out and load_codec(tmp_path / "c").lambdas == [100.0, 10.0]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "overwrite" in err and len(err.strip().splitlines()) == 1
 
 
 def test_fuzz_slice_mutated_files_give_only_documented_errors(codecs: dict[int, Path]) -> None:

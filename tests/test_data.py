@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from vaekit.data import infer_image_shape, load_array, load_splits, prepare
+from vaekit.core.likelihoods import Bernoulli, Gaussian
+from vaekit.core.preprocess import prepare
+from vaekit.data import infer_image_shape, load_array, load_splits
 from vaekit.errors import DataError
-from vaekit.likelihoods import Bernoulli, Gaussian
 
 from .conftest import SHARED
 

@@ -1,6 +1,6 @@
 import json
 
-from vaekit.demo import run_demo
+from vaekit.cli.demo import run_demo
 
 
 def test_demo_writes_a_complete_report(tmp_path):

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit import explore
-from vaekit.config import ModelConfig
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
 from vaekit.errors import VaekitError
-from vaekit.model import VAE
+from vaekit.jobs.explore import latent as explore
 
 
 def _model(latent=3):

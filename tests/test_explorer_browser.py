@@ -25,9 +25,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server():
-    from vaekit.config import ModelConfig
-    from vaekit.model import VAE
-    from vaekit.serve import create_app
+    from vaekit.core.config import ModelConfig
+    from vaekit.core.model import VAE
+    from vaekit.jobs.explore.server import create_app
 
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=4, hidden=(32,))).eval()

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.helpers import run_cli as cli
 from vaekit import TabularGenerator
 from vaekit.errors import CheckpointError, DataError, VaekitError
-from tests.helpers import run_cli as cli
 
 FAST = dict(max_steps=500, latent_dim=4, hidden=(64, 64), random_state=0)
 SHOP_MEAN = {"north": 0.0, "south": 5.0, "east": -5.0}

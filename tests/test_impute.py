@@ -7,7 +7,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from vaekit import VAEImputer
-from vaekit.conditional import shared_eps, snis
+from vaekit.core.inference import shared_eps, snis
 from vaekit.errors import DataError
 
 TINY = dict(max_steps=10, hidden=(8,), k=2, n_samples=8, random_state=0)

@@ -4,10 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vaekit.conditional import inpaint
-from vaekit.config import ModelConfig
-from vaekit.model import VAE
 from tests.helpers import run_cli as cli
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
+from vaekit.jobs.impute.inpaint import inpaint
 
 FAST = ["--max-steps", "60", "--n-samples", "32"]
 

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from vaekit.config import ModelConfig
+from vaekit.core.checkpoint import load_model, save_model
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
 from vaekit.errors import CheckpointError
-from vaekit.io import load_model, save_model
-from vaekit.model import VAE
 
 
 def _model():

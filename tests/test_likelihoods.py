@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 import torch
 
+from vaekit.core.likelihoods import (
+    Bernoulli,
+    Categorical,
+    DiscretizedLogistic,
+    Gaussian,
+    GaussianLearned,
+)
+from vaekit.core.priors import StandardNormal, gaussian_log_prob
 from vaekit.errors import DataError
-from vaekit.likelihoods import Bernoulli, Categorical, DiscretizedLogistic, Gaussian, GaussianLearned
-from vaekit.priors import StandardNormal, gaussian_log_prob
 
 
 def test_kl_closed_form_matches_monte_carlo():

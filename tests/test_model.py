@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.model import VAE
 from vaekit.errors import VaekitError
-from vaekit.model import VAE
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 13, 17), (1, 8, 8)])

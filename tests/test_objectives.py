@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from vaekit.config import ModelConfig
-from vaekit.evaluate import evaluate
-from vaekit.model import VAE
-from vaekit.objectives import ELBO, IWAE
+from vaekit.core.config import ModelConfig
+from vaekit.core.evaluate import evaluate
+from vaekit.core.model import VAE
+from vaekit.core.objectives import ELBO, IWAE
 
 
 def _model_and_data():

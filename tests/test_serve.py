@@ -5,9 +5,9 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from vaekit.config import ModelConfig  # noqa: E402
-from vaekit.model import VAE  # noqa: E402
-from vaekit.serve import create_app  # noqa: E402
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
+from vaekit.jobs.explore.server import create_app
 
 
 def _client(n_conditions=0, with_examples=True):

@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.data.tabular import Column, TabularSchema, read_table
+from vaekit.core.checkpoint import load_model, save_model
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.likelihoods import MixedTabular
+from vaekit.core.model import VAE
+from vaekit.core.trainer import Trainer
+from vaekit.data.tables import read_table
+from vaekit.data.tabular import Column, TabularSchema
 from vaekit.errors import DataError, VaekitError
-from vaekit.io import load_model, save_model
-from vaekit.likelihoods import MixedTabular
-from vaekit.model import VAE
-from vaekit.train import Trainer
 
 
 def _frame(n=200, seed=0):

@@ -1,12 +1,12 @@
-import numpy as np
 import pytest
 import torch
 
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.data import load_splits, prepare
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.model import VAE
+from vaekit.core.preprocess import prepare
+from vaekit.core.trainer import CHECKPOINT, Trainer
+from vaekit.data import load_splits
 from vaekit.errors import CheckpointError, TrainingError
-from vaekit.model import VAE
-from vaekit.train import CHECKPOINT, Trainer
 
 
 def _data(tiny_npz):

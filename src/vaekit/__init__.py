@@ -1,41 +1,36 @@
 """vaekit: variational autoencoders for generation, compression, anomaly detection, imputation and latent exploration.
 
-Core (eager): ``ModelConfig``, ``TrainConfig``, ``VAE``, ``Trainer``, ``evaluate``, ``save_model``, ``load_model``.
-Heavy modules load on first use: ``vaekit.VAEAnomalyDetector``, ``vaekit.TabularSchema``,
-``vaekit.VAEImputer``, ``vaekit.TabularGenerator``.
+Layers, each importing only those before it: errors/registry/files/options → runtime → data → core → jobs → cli.
+Core (eager): ``ModelConfig``, ``TrainConfig``, ``VAE``, ``Trainer``, ``evaluate``, ``prepare``, ``save_model``,
+``load_model``. The jobs' estimators load on first use: ``vaekit.VAEAnomalyDetector``, ``vaekit.VAEImputer``,
+``vaekit.TabularGenerator``, ``vaekit.TabularSchema``.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from .config import ModelConfig, TrainConfig
-from .errors import CheckpointError, DataError, TrainingError, VaekitError
-from .evaluate import evaluate
-from .io import load_model, save_model
-from .model import VAE, VAEOutput
-from .train import Trainer
+from vaekit.core.checkpoint import load_model, save_model
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.evaluate import evaluate
+from vaekit.core.model import VAE, VAEOutput
+from vaekit.core.preprocess import prepare
+from vaekit.core.trainer import Trainer
+from vaekit.errors import CheckpointError, DataError, TrainingError, VaekitError
 
-__version__ = "0.1.0"
-__all__ = ["ModelConfig", "TrainConfig", "VAE", "VAEOutput", "Trainer", "evaluate", "save_model", "load_model",
-           "VaekitError", "DataError", "CheckpointError", "TrainingError", "VAEAnomalyDetector", "TabularSchema",
-           "VAEImputer", "TabularGenerator"]
+__version__ = "0.2.0"
+
+_LAZY = {
+    "VAEAnomalyDetector": "vaekit.jobs.anomaly.detector",
+    "VAEImputer": "vaekit.jobs.impute.imputer",
+    "TabularGenerator": "vaekit.jobs.generate.tabular",
+    "TabularSchema": "vaekit.data.tabular",
+}
+__all__ = ["ModelConfig", "TrainConfig", "VAE", "VAEOutput", "Trainer", "evaluate", "prepare", "save_model",
+           "load_model", "VaekitError", "DataError", "CheckpointError", "TrainingError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "VAEAnomalyDetector":
-        from .anomaly import VAEAnomalyDetector
-
-        return VAEAnomalyDetector
-    if name == "VAEImputer":
-        from .impute import VAEImputer
-
-        return VAEImputer
-    if name == "TabularGenerator":
-        from .generate import TabularGenerator
-
-        return TabularGenerator
-    if name == "TabularSchema":
-        from .data.tabular import TabularSchema
-
-        return TabularSchema
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vaekit' has no attribute {name!r}")

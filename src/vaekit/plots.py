@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import atomic_save
+from vaekit.files import atomic_save
 
 
 def to_images(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_text
+from vaekit.files import atomic_write_text
 
 
 @dataclass

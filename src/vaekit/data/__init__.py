@@ -1,5 +1,5 @@
 """Data: loaders for arrays, .npz, IDX, image folders and tables; preprocessing declared per likelihood."""
-from .loaders import Dataset, infer_image_shape, load_array, load_splits
-from .transforms import BatchTransform, prepare
+from vaekit.data.loaders import Dataset, infer_image_shape, load_array, load_splits
+from vaekit.data.transforms import BatchTransform
 
-__all__ = ["Dataset", "load_array", "load_splits", "infer_image_shape", "prepare", "BatchTransform"]
+__all__ = ["Dataset", "load_array", "load_splits", "infer_image_shape", "BatchTransform"]

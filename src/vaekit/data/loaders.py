@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from vaekit.errors import DataError
 
 SPLIT_ALIASES = {"train": ("train", "x_train", "X_train"),
                  "valid": ("valid", "val", "validation", "x_valid", "x_val", "X_valid", "X_val"),

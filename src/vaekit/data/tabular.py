@@ -19,8 +19,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DataError
-from ..io import atomic_write_text
+from vaekit.errors import DataError
+from vaekit.files import atomic_write_text
 
 KINDS = ("continuous", "binary", "categorical")
 TRANSFORMS = ("standard", "quantile", "yeo-johnson", "none")
@@ -348,17 +348,3 @@ class TabularSchema:
         return f"TabularSchema({', '.join(f'{c.name}:{c.kind}' for c in self.columns)})"
 
 
-def read_table(path: str | os.PathLike[str]) -> Any:
-    """CSV or Parquet → DataFrame; a DataError names the file when it cannot be read."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise DataError(f"{path}: tables must be .csv or .parquet")
-    try:
-        return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    except Exception as e:  # pandas/pyarrow raise many types for malformed files
-        raise DataError(f"{path}: cannot read table ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None

@@ -1,0 +1,4 @@
+"""``python -m vaekit``: the same as the ``vaekit`` command."""
+from vaekit.cli.main import main
+
+main()

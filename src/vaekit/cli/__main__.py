@@ -1,0 +1,4 @@
+"""``python -m vaekit.cli``: the same as the ``vaekit`` command."""
+from vaekit.cli.main import main
+
+main()

@@ -1,0 +1,138 @@
+"""The model folder (config.json + model.safetensors) and training checkpoints (one safetensors file each).
+
+Loading checks the format version, the BLAKE2b digest, the keys and the shapes before any weight is used.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save as st_save
+
+from vaekit.core.config import ModelConfig
+from vaekit.core.model import VAE
+from vaekit.errors import CheckpointError, VaekitError
+from vaekit.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_state_dict,
+    read_json,
+    read_tensors,
+    weights_digest,
+)
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+FORMAT = "vaekit-model"
+FORMAT_VERSION = 1
+CHECKPOINT_FORMAT = "vaekit-checkpoint"
+
+
+def save_model(model: torch.nn.Module, directory: str | os.PathLike[str],
+               extra: dict[str, Any] | None = None) -> Path:
+    """Write ``config.json`` (format, version, model config, extra) and ``model.safetensors``, each atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    raw = st_save(state, metadata={"format": FORMAT})
+    atomic_write_bytes(directory / WEIGHTS_FILE, raw)
+    doc = {"format": FORMAT, "version": FORMAT_VERSION, "model": model.config.to_dict(), "extra": extra or {},
+           "weights_blake2b": weights_digest(raw)}
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True))
+    return directory
+
+
+def read_model_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
+    """(model config, the whole config.json document) of a model folder; format and version checked."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: model folder not found")
+    doc = read_json(directory / CONFIG_FILE, "model config")
+    if doc.get("format") != FORMAT:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: not a vaekit model (format {doc.get('format')!r})")
+    if doc.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: format version {doc.get('version')!r} is not supported "
+                              f"(this vaekit reads version {FORMAT_VERSION})")
+    try:
+        cfg = ModelConfig.from_dict(doc.get("model", {}))
+    except (TypeError, VaekitError) as e:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: invalid model config ({e})") from None
+    return cfg, doc
+
+
+def load_model(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """Read a model folder → (VAE in eval mode, extra dict). Checks format version, keys and shapes first."""
+
+    directory = Path(directory)
+    cfg, doc = read_model_config(directory)
+    state, _ = read_tensors(directory / WEIGHTS_FILE, "model weights", doc.get("weights_blake2b"))
+    model = VAE(cfg)
+    check_state_dict(model, state, str(directory / WEIGHTS_FILE))
+    model.load_state_dict(state)
+    model.eval()
+    return model, doc.get("extra", {})
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for name, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, d in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(d)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    """One safetensors file: model.*, optim.*, extra tensors (RNG states, best weights); JSON info in metadata."""
+    out = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    out.update(opt_tensors)
+    out.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in tensors.items()})
+    meta = {"format": CHECKPOINT_FORMAT, "version": str(FORMAT_VERSION),
+            "info": json.dumps(info), "optimizer": json.dumps(opt_meta),
+            "scheduler": json.dumps(scheduler.state_dict() if scheduler is not None else None)}
+    atomic_write_bytes(path, st_save(out, metadata=meta))
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore model/optimizer/scheduler in place; return (extra tensors, info)."""
+    path = Path(path)
+    tensors, meta = read_tensors(path, "checkpoint")
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path}: not a vaekit checkpoint of format version {FORMAT_VERSION}")
+    try:
+        info = json.loads(meta["info"])
+        opt_meta = json.loads(meta["optimizer"])
+        sched = json.loads(meta["scheduler"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: checkpoint metadata is corrupt ({e})") from None
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_state_dict(model, model_state, str(path))
+    model.load_state_dict(model_state)
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, opt_meta))
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: optimizer state does not fit this model/optimizer ({e})") from None
+    if scheduler is not None and sched is not None:
+        scheduler.load_state_dict(sched)
+    extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return extra, info

@@ -1,0 +1,184 @@
+"""The Python API behind the CLI: train / evaluate / sample / reconstruct on files, one function each."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.core.checkpoint import CONFIG_FILE, load_model
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.evaluate import evaluate
+from vaekit.core.model import VAE
+from vaekit.core.preprocess import prepare
+from vaekit.core.trainer import CHECKPOINT, MODEL_DIR, History, Trainer
+from vaekit.data import Dataset, infer_image_shape, load_array, load_splits
+from vaekit.errors import CheckpointError, DataError, VaekitError
+from vaekit.files import atomic_save, atomic_write_text
+from vaekit.plots import save_grid
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Accept a model folder or a training run folder (which holds ``model/``)."""
+    path = Path(path)
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if (path / MODEL_DIR / CONFIG_FILE).is_file():
+        return path / MODEL_DIR
+    raise CheckpointError(f"{path}: no vaekit model here (expected {CONFIG_FILE} or {MODEL_DIR}/{CONFIG_FILE})")
+
+
+def load(path: str | Path) -> tuple[VAE, dict[str, Any]]:
+    """Load a trained model (and the data-preparation facts saved with it) from a model or run folder."""
+    return load_model(resolve_model_dir(path))
+
+
+def _labels(ds: Dataset, n_conditions: int) -> torch.Tensor | None:
+    if n_conditions == 0:
+        return None
+    if ds.y is None:
+        raise DataError(f"{ds.source}: this model is conditional but the data has no labels")
+    y = np.asarray(ds.y)
+    if y.min() < 0 or y.max() >= n_conditions:
+        raise DataError(f"{ds.source}: labels must be integers in 0..{n_conditions - 1}")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def prepare_for_model(model: VAE, extra: dict[str, Any], ds: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate a dataset against a trained model (shape, range, labels) and map it to model space."""
+    d = int(np.prod(ds.x.shape[1:]))
+    if d != model.config.data_dim:
+        raise DataError(f"{ds.source}: examples have shape {ds.x.shape[1:]} ({d} values), "
+                        f"the model expects {model.config.input_shape} ({model.config.data_dim} values)")
+    binarize = extra.get("data", {}).get("binarize", "none")
+    x, _ = prepare(ds.x, model.likelihood, ds.source, "static" if binarize != "none" else "none",
+                   seed=extra.get("data", {}).get("seed", 0))
+    return x, _labels(ds, model.config.n_conditions)
+
+
+def train(data: str | Path, out: str | Path, model_config: ModelConfig | None = None,
+          train_config: TrainConfig | None = None, resume: bool = False, progress: bool = True,
+          conditional: bool = False) -> tuple[VAE, History]:
+    """Fit a VAE on ``data`` (train split; valid split or a 10% carve-out for validation); results in ``out``."""
+    out = Path(out)
+    tcfg = train_config or TrainConfig()
+    if (out / CHECKPOINT).exists() and not resume:
+        raise VaekitError(f"{out}: already holds a training run; pass --resume to continue it or choose another --out")
+    run_file = out / "run.json"
+    if resume and run_file.is_file():
+        saved = json.loads(run_file.read_text())
+        mcfg = ModelConfig.from_dict(saved["model"])
+        tcfg = replace(TrainConfig.from_dict(saved["train"]), time_limit_min=tcfg.time_limit_min)
+        conditional = mcfg.n_conditions > 0
+    splits = load_splits(data, seed=tcfg.seed)
+    tr, va = splits["train"], splits.get("valid")
+    if not resume or not run_file.is_file():
+        base = model_config or ModelConfig()
+        n_cond = 0
+        if conditional:
+            if tr.y is None:
+                raise DataError(f"{tr.source}: --conditional needs labels (y_train / sub-folders)")
+            n_cond = int(np.max(tr.y)) + 1
+        shape = infer_image_shape(tr.x)  # (C, H, W) for images, (D,) for other vectors
+        mcfg = replace(base, input_shape=shape, n_conditions=n_cond)
+    model = VAE(mcfg)
+    x_tr, tf = prepare(tr.x, model.likelihood, tr.source, tcfg.binarize, seed=tcfg.seed)
+    x_va = None
+    if va is not None:
+        x_va, _ = prepare(va.x, model.likelihood, va.source, "static" if tcfg.binarize != "none" else "none",
+                          seed=tcfg.seed + 7)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_file, json.dumps({"model": mcfg.to_dict(), "train": tcfg.to_dict(), "data": str(data)},
+                                           indent=2))
+    extra = {"data": {"source": str(data), "binarize": tcfg.binarize, "seed": tcfg.seed + 7,
+                      "dequantized_8bit": tf.kind == "dequantize", "dtype": str(tr.x.dtype)}}
+    trainer = Trainer(model, tcfg, out_dir=out, progress=progress, model_extra=extra)
+    hist = trainer.fit(x_tr, x_va, tf, _labels(tr, mcfg.n_conditions),
+                       None if va is None else _labels(va, mcfg.n_conditions), resume=resume)
+    return model, hist
+
+
+def evaluate_file(model_dir: str | Path, data: str | Path, split: str = "test", k: int = 5000,
+                  batch_size: int = 100, precision: str = "fp32", seed: int = 0, limit: int = 0,
+                  progress: bool = False) -> dict[str, Any]:
+    """IS-NLL, ELBO, KL, bits/dim of a trained model on one split of a data file."""
+    model, extra = load(model_dir)
+    ds = load_array(data, split if Path(data).suffix == ".npz" else None)
+    x, c = prepare_for_model(model, extra, ds)
+    if limit:
+        x, c = x[:limit], None if c is None else c[:limit]
+    if k < 1:
+        raise VaekitError(f"k must be >= 1, got {k}")
+    res = evaluate(model, x, k=k, batch_size=batch_size, c=c, seed=seed, precision=precision,
+                   dequantized_8bit=extra.get("data", {}).get("dequantized_8bit", False), progress=progress)
+    res.update({"data": str(data), "split": split})
+    return res
+
+
+def image_shape(model: VAE) -> tuple[int, ...]:
+    shape = model.config.input_shape
+    if len(shape) == 1:
+        s = int(round(math.sqrt(shape[0])))
+        return (s, s) if s * s == shape[0] else (1, shape[0])
+    return shape
+
+
+def to_display(model: VAE, x: torch.Tensor) -> np.ndarray:
+    """Model-space values → [0, 1] floats for pictures."""
+    return model.likelihood.to_unit(x.detach().cpu()).numpy()
+
+
+def condition_labels(model: VAE, label: int | None, n: int) -> torch.Tensor | None:
+    """n copies of ``label`` for a conditional model, None for an unconditional one; a missing, out-of-range or
+    superfluous label is a one-line VaekitError."""
+    k = model.config.n_conditions
+    if not k:
+        if label is not None:
+            raise VaekitError("--label given, but this model is not conditional")
+        return None
+    if label is None or not 0 <= label < k:
+        raise VaekitError(f"this model is conditional: pass --label in 0..{k - 1}")
+    return torch.full((n,), label, dtype=torch.long)
+
+
+def sample(model_dir: str | Path, n: int = 64, out: str | Path | None = None, temperature: float = 1.0,
+           seed: int = 0, label: int | None = None) -> np.ndarray:
+    """n samples E[x|z], z ~ p(z) (temperature-scaled); with ``out``, also a PNG grid (or .npy)."""
+    model, _ = load(model_dir)
+    if n < 1:
+        raise VaekitError(f"n must be >= 1, got {n}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise VaekitError(f"temperature must be a finite number > 0, got {temperature}")
+    c = condition_labels(model, label, n)
+    x = model.sample(n, torch.Generator().manual_seed(seed), temperature, c=c)
+    arr = to_display(model, x)
+    if out is not None:
+        _write_images(Path(out), arr, model)
+    return arr
+
+
+def reconstruct(model_dir: str | Path, data: str | Path, split: str = "test", n: int = 16,
+                out: str | Path | None = None) -> np.ndarray:
+    """Rows of (input, reconstruction E[x|z=μ(x)]) for the first n examples; with ``out`` a PNG."""
+    model, extra = load(model_dir)
+    ds = load_array(data, split if Path(data).suffix == ".npz" else None)
+    x, c = prepare_for_model(model, extra, ds)
+    x, c = x[:n], None if c is None else c[:n]
+    rec = model.reconstruct(x, c)
+    pair = np.concatenate([to_display(model, x), to_display(model, rec)])
+    if out is not None:
+        _write_images(Path(out), pair, model, ncol=len(x))
+    return pair
+
+
+def _write_images(out: Path, arr: np.ndarray, model: VAE, ncol: int | None = None) -> None:
+    if out.suffix == ".npy":
+        atomic_save(out, lambda tmp: np.save(tmp, arr))
+    elif out.suffix.lower() == ".png":
+        save_grid(out, arr, image_shape(model), ncol=ncol, scale=2)
+    else:
+        raise VaekitError(f"{out}: output must end in .png or .npy")

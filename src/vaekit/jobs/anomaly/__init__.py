@@ -1,0 +1,1 @@
+"""Anomaly detection: VAEAnomalyDetector (scikit-learn / PyOD API), its folder format and its CLI."""

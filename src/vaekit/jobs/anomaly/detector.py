@@ -1,0 +1,353 @@
+"""VAE anomaly detection as a scikit-learn estimator with PyOD's conventions.
+
+The score kind is the ``score_type`` parameter (not ``score``: scikit-learn reserves that name for a method).
+``fit(X)`` trains ``n_models`` VAEs (seeds ``random_state + i``, each with early stopping on its own held-out
+``validation_fraction`` of X) and scores the training rows; ``decision_function`` is higher for more abnormal rows;
+``predict`` gives 1 = outlier, 0 = inlier; ``score_samples`` = −decision_function (scikit-learn's sign).
+
+Scores (mean over the ensemble; z_l = μ(x) + σ(x)·ε_l with ONE fixed set of draws ε_1..ε_k per model, shared by
+all rows, so a row's score does not depend on the batch it is scored in, nor on the call):
+
+* ``elbo``: −[ (1/k) Σ_l log p(x|z_l) − KL(q(z|x) ‖ p(z)) ]  (negative ELBO)
+* ``nll``: −log (1/k) Σ_l p(x|z_l) p(z_l) / q(z_l|x)  (importance-sampled negative log-likelihood)
+* ``recon_prob``: −log (1/k) Σ_l p(x|z_l)  (An & Cho 2015 reconstruction probability, in nats)
+* ``recon_error``: Σ_j (x_j − E[x_j|z=μ(x)])²  (per column; Brier score for categorical columns)
+
+Per-column terms t_j: −E_w[log p(x_j|z)] with the score's own weights (uniform for ``elbo``, normalised importance
+weights for ``nll``/``recon_prob``), or the squared error. ``feature_contributions`` returns the share of each
+column in the excess over the training median: e_j = max(0, t_j − median_train t_j), share_j = e_j / Σ e.
+
+``contamination``: a float c in (0, 0.5] puts the threshold at the (1 − c) quantile of the training scores (as
+PyOD); ``'auto'`` uses a robust rule: threshold = median + 3 · 1.4826 · MAD of the training scores (the standard
+deviation replaces the MAD when the MAD is 0), i.e. "more than 3 robust standard deviations above typical".
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.likelihoods import make_likelihood
+from vaekit.core.model import VAE
+from vaekit.core.objectives import ELBO, LossOutput
+from vaekit.core.trainer import Trainer
+from vaekit.data.tabular import Column, TabularSchema, named
+from vaekit.errors import DataError, VaekitError
+from vaekit.jobs.anomaly.folder import load_detector, save_detector
+
+SCORES = ("elbo", "nll", "recon_prob", "recon_error")
+LIKELIHOODS = ("auto", "mixed", "bernoulli", "gaussian", "gaussian_learned")
+AUTO_K = 3.0  # contamination='auto': median + AUTO_K · robust sd
+MIN_STEPS_PER_EPOCH = 20
+
+
+class TrimmedELBO(ELBO):
+    """L = mean of −[log p(x|z) − β·KL] over the (1 − trim) best-explained rows of each batch (robust to outliers)."""
+
+    def __init__(self, trim: float, beta: float = 1.0) -> None:
+        super().__init__(beta)
+        self.trim = trim
+
+    def __call__(self, model: VAE, x: torch.Tensor, c: torch.Tensor | None = None,
+                 epoch_progress: float = math.inf) -> LossOutput:
+        out = model(x, c)
+        log_px = model.log_px(out.params, x)
+        kl = model.prior.kl(out.mu, out.logvar).sum(-1)
+        per_row = -(log_px - self.beta * kl)
+        kept = torch.topk(per_row, max(1, math.ceil((1 - self.trim) * len(per_row))), largest=False).values
+        return LossOutput(kept.mean(), -log_px.mean().detach(), kl.mean().detach(), (log_px - kl).mean().detach())
+
+
+def _is_frame(X: Any) -> bool:
+    import pandas as pd
+
+    return isinstance(X, pd.DataFrame)
+
+
+class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
+    """Unsupervised outlier detector scoring rows by how poorly a VAE explains them (see the module docstring).
+
+    Fitted attributes: ``decision_scores_`` (training scores), ``threshold_``, ``labels_`` (== predict(X_train)),
+    ``models_`` (the VAEs), ``schema_`` (the :class:`TabularSchema`, for the mixed likelihood), ``columns_``,
+    ``feature_baseline_`` (training median of each column's term), ``n_features_in_``.
+    """
+
+    def __init__(self, score_type: str = "nll", k: int = 16, contamination: float | str = 0.1, latent_dim: int = 16,
+                 hidden: Sequence[int] = (64, 64), activation: str = "tanh", epochs: int = 1000,
+                 batch_size: int = 128, lr: float = 2e-3, beta: float = 1.0, obs_logvar_min: float = -7.0,
+                 obs_variance: str = "decoder", trim: float = 0.2,
+                 validation_fraction: float = 0.1, early_stopping: int = 0, max_steps: int = 1000,
+                 n_models: int = 5, likelihood: str = "auto", column_transform: str = "standard",
+                 allow_missing: bool | Sequence[str] = False, unknown_category: str = "error",
+                 column_kinds: Mapping[str, str] | None = None, random_state: int | None = None,
+                 verbose: bool = False) -> None:
+        self.score_type = score_type
+        self.k = k
+        self.contamination = contamination
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.beta = beta
+        self.obs_logvar_min = obs_logvar_min
+        self.obs_variance = obs_variance
+        self.trim = trim
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.max_steps = max_steps
+        self.n_models = n_models
+        self.likelihood = likelihood
+        self.column_transform = column_transform
+        self.allow_missing = allow_missing
+        self.unknown_category = unknown_category
+        self.column_kinds = column_kinds
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # --- parameters and tags -----------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        c = self.contamination
+        if not (c == "auto" or (isinstance(c, (int, float)) and not isinstance(c, bool) and 0 < c <= 0.5)):
+            raise VaekitError(f"contamination must be 'auto' or a float in (0, 0.5], got {c!r}")
+        if self.score_type not in SCORES:
+            raise VaekitError(f"score_type {self.score_type!r} is not one of {list(SCORES)}")
+        if self.likelihood not in LIKELIHOODS:
+            raise VaekitError(f"likelihood {self.likelihood!r} is not one of {list(LIKELIHOODS)}")
+        if self.unknown_category not in ("error", "missing"):
+            raise VaekitError(f"unknown_category must be 'error' or 'missing', got {self.unknown_category!r}")
+        if int(self.k) < 1 or int(self.n_models) < 1 or int(self.epochs) < 1 or int(self.max_steps) < 1:
+            raise VaekitError("k, n_models, epochs and max_steps must be >= 1")
+        if not 0 <= self.validation_fraction < 1:
+            raise VaekitError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+
+    @property
+    def _mixed(self) -> bool:
+        return self.likelihood in ("auto", "mixed")
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._mixed and self.allow_missing is not False
+        return tags
+
+    # --- data → model space ------------------------------------------------------------------------------------
+    def _encode(self, X: Any, reset: bool) -> torch.Tensor:
+        """Validate X (array or DataFrame) and map it to the model's encoded rows (N, D) float32."""
+        import pandas as pd
+
+        frame_fit = self._mixed and (_is_frame(X) if reset else getattr(self, "_input", "") == "frame")
+        if frame_fit:
+            if not _is_frame(X):  # an array for a model fitted on a DataFrame: columns by position
+                arr = np.asarray(X, dtype=object)
+                if arr.ndim != 2:
+                    raise DataError(f"X: expected a 2-D table (rows × columns), got an array of shape {arr.shape}")
+                if arr.shape[1] != self.n_features_in_:
+                    raise DataError(f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
+                                    f"{self.n_features_in_} features as input")
+                validate_data(self, arr, skip_check_array=True, reset=False)  # warns: no feature names
+                X = pd.DataFrame(arr, columns=self.schema_.names).infer_objects()
+            elif not reset:
+                X = named(X)
+                self.schema_._check_columns(X, "X")
+                X = X[self.schema_.names]
+                validate_data(self, X, skip_check_array=True, reset=False)
+            if reset:
+                if len(X) == 0:
+                    raise DataError("X: the table has no rows (0 samples); at least 1 is required")
+                if X.shape[1] == 0:
+                    raise DataError("X: the table has no columns left to model (all were ignored or dropped)")
+                validate_data(self, X, skip_check_array=True, reset=True)
+                self.schema_ = TabularSchema.infer(X, self.column_kinds, self.column_transform, self.allow_missing,
+                                                   source="X").fit(X, "X")
+                self._input = "frame"
+            return torch.from_numpy(self.schema_.encode(X, "X", self.unknown_category))
+        allow_nan = self._mixed and self.allow_missing is not False
+        try:
+            arr = validate_data(self, X, reset=reset, dtype=np.float64,
+                                ensure_all_finite="allow-nan" if allow_nan else True)
+        except ValueError as e:
+            raise DataError(" ".join(str(e).split())) from None
+        if reset:
+            self._input = "array"
+            if self._mixed:
+                names = [f"x{j}" for j in range(arr.shape[1])]
+                miss = set(names) if self.allow_missing is True else set(self.allow_missing or ())
+                cols = [Column(n, "continuous", self.column_transform, n in miss) for n in names]
+                self.schema_ = TabularSchema(cols).fit(pd.DataFrame(arr, columns=names), "X")
+            else:
+                self.schema_ = None
+        if self._mixed:
+            return torch.from_numpy(self.schema_.encode(arr, "X", self.unknown_category))
+        lik = make_likelihood(self.likelihood, logvar_min=self.obs_logvar_min)
+        return lik.prepare(arr.astype(np.float32), "X")
+
+    # --- fitting -----------------------------------------------------------------------------------------------
+    def _model_config(self, x: torch.Tensor) -> ModelConfig:
+        if self._mixed:
+            return ModelConfig(input_shape=(x.shape[1],), latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
+                               activation=self.activation, likelihood="mixed", obs_logvar_min=self.obs_logvar_min,
+                               obs_variance=self.obs_variance,
+                               column_kinds=self.schema_.column_kinds, column_sizes=self.schema_.column_sizes)
+        return ModelConfig(input_shape=(x.shape[1],), latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
+                           activation=self.activation, likelihood=self.likelihood, obs_logvar_min=self.obs_logvar_min,
+                           obs_variance=self.obs_variance if self.likelihood == "gaussian_learned" else "decoder")
+
+    def _fit_member(self, x: torch.Tensor, mcfg: ModelConfig, seed: int) -> VAE:
+        n = len(x)
+        rng = np.random.default_rng(seed)
+        n_val = int(round(self.validation_fraction * n)) if n >= 50 else 0
+        perm = torch.from_numpy(rng.permutation(n))
+        x_va, x_tr = (x[perm[:n_val]], x[perm[n_val:]]) if n_val else (None, x)
+        bs = max(1, min(int(self.batch_size), len(x_tr)))
+        reps = math.ceil(MIN_STEPS_PER_EPOCH * bs / len(x_tr))
+        if reps > 1:  # small data: an "epoch" is several passes, so validation runs every ~20 steps, not every step
+            x_tr = x_tr.repeat(reps, 1)
+        epochs = max(1, min(int(self.epochs), int(self.max_steps) // math.ceil(len(x_tr) / bs)))
+        tcfg = TrainConfig(epochs=epochs, batch_size=bs, lr=self.lr, beta=self.beta, schedule="cosine",
+                           early_stopping=int(self.early_stopping) if n_val else 0, seed=seed, nan_policy="rollback")
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = VAE(mcfg)
+            trainer = Trainer(model, tcfg, progress=bool(self.verbose))
+            if self.trim > 0:
+                trainer.objective = TrimmedELBO(float(self.trim), float(self.beta))
+            trainer.fit(x_tr, x_va)
+        return model.eval().double()  # scoring in float64: a row's score is the same whatever batch it is in
+
+    def fit(self, X: Any, y: Any = None) -> "VAEAnomalyDetector":
+        """Fit on X (labels unused): train the VAEs, score X, set ``threshold_`` and ``labels_``."""
+        self._check_params()
+        x = self._encode(X, reset=True)
+        base = self.random_state if self.random_state is not None else int(np.random.randint(0, 2**31 - 1 - 1000))
+        mcfg = self._model_config(x)
+        self._seeds = [int(base) + i for i in range(int(self.n_models))]
+        self.models_ = [self._fit_member(x, mcfg, s) for s in self._seeds]
+        self.columns_ = self.schema_.names if self.schema_ is not None else [f"x{j}" for j in range(x.shape[1])]
+        scores, cols = self._score_encoded(x)
+        self.decision_scores_ = scores
+        self.feature_baseline_ = np.median(cols, axis=0)
+        self.threshold_ = self._threshold(scores)
+        self.labels_ = (scores > self.threshold_).astype(int)
+        return self
+
+    def _threshold(self, s: np.ndarray) -> float:
+        if self.contamination == "auto":
+            med = float(np.median(s))
+            sd = 1.4826 * float(np.median(np.abs(s - med)))
+            return med + AUTO_K * (sd if sd > 0 else float(s.std()))
+        return float(np.percentile(s, 100.0 * (1.0 - float(self.contamination))))
+
+    # --- scoring -----------------------------------------------------------------------------------------------
+    def _eps(self, i: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self._seeds[i] + 7919)
+        return torch.randn(int(self.k), int(self.latent_dim), generator=g, dtype=torch.float64)
+
+    @torch.no_grad()
+    def _terms(self, model: VAE, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score (N,), per-column terms (N, C)) for one model and one batch; see the module docstring."""
+        mu, logvar = model.encode(x)
+        lik = model.likelihood
+        if self.score_type == "recon_error":
+            cols = lik.sq_error_dims(model.decode(mu), x)
+            return cols.sum(-1), cols
+        z = mu + torch.exp(0.5 * logvar) * eps[:, None, :]  # (k, N, d)
+        lpd = lik.log_prob_dims(model.decode(z), x)  # (k, N, C)
+        log_px = lpd.sum(-1)
+        if self.score_type == "elbo":
+            kl = model.prior.kl(mu, logvar).sum(-1)
+            return -(log_px.mean(0) - kl), -lpd.mean(0)
+        if self.score_type == "nll":
+            log_qz = -0.5 * (eps.pow(2)[:, None, :] + logvar + math.log(2 * math.pi)).sum(-1)
+            lw = log_px + model.prior.log_prob(z) - log_qz
+        else:
+            lw = log_px
+        w = torch.softmax(lw, 0).unsqueeze(-1)
+        return -(torch.logsumexp(lw, 0) - math.log(len(eps))), -(w * lpd).sum(0)
+
+    def _score_encoded(self, x: torch.Tensor, memory_mb: float = 128.0) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean of scores and per-column terms, in row batches of bounded memory."""
+        if len(x) == 0:
+            return np.zeros(0), np.zeros((0, len(self.columns_)))
+        m0 = self.models_[0]
+        width = max(m0.decoder.n_params * m0.decoder.data_dim, x.shape[1], *m0.config.hidden)
+        k = 1 if self.score_type == "recon_error" else int(self.k)
+        # float64 working set ≈ 4 live (k, rows, width) tensors (hidden activations, decoder output, per-column terms)
+        rows = max(32, int(memory_mb * 2**20 / (8 * 4 * k * width)))
+        score = np.zeros(len(x), dtype=np.float64)
+        cols: np.ndarray | None = None
+        x = x.double()
+        for i, model in enumerate(self.models_):
+            eps = self._eps(i)
+            for a in range(0, len(x), rows):
+                s, c = self._terms(model, x[a:a + rows], eps)
+                if cols is None:
+                    cols = np.zeros((len(x), c.shape[1]), dtype=np.float64)
+                score[a:a + rows] += s.numpy()
+                cols[a:a + rows] += c.numpy()
+        assert cols is not None
+        m = len(self.models_)
+        return score / m, cols / m
+
+    def _details(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self, "models_")
+        return self._score_encoded(self._encode(X, reset=False))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly score per row, higher = more abnormal (PyOD convention)."""
+        return self._details(X)[0]
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """scikit-learn's sign: higher = more normal (= −decision_function)."""
+        return -self.decision_function(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 = outlier (score > threshold_), 0 = inlier (PyOD convention)."""
+        return (self.decision_function(X) > self.threshold_).astype(int)
+
+    def shares(self, cols: np.ndarray) -> np.ndarray:
+        """Per-column terms → shares of the excess over the training median (rows sum to 1, or 0 if none)."""
+        excess = np.maximum(cols - self.feature_baseline_, 0.0)
+        tot = excess.sum(1, keepdims=True)
+        return np.divide(excess, tot, out=np.zeros_like(excess), where=tot > 0)
+
+    def feature_contributions(self, X: Any, relative: bool = True) -> Any:
+        """Which columns made a row abnormal: shares e_j / Σ e (``relative``) or the raw per-column terms t_j.
+
+        The raw terms sum to the reconstruction part of the score (for ``elbo``: score = Σ_j t_j + KL).
+        Returns a DataFrame with the column names when X is a DataFrame, else an array (N, C).
+        """
+        _, cols = self._details(X)
+        out = self.shares(cols) if relative else cols
+        if _is_frame(X):
+            import pandas as pd
+
+            return pd.DataFrame(out, columns=self.columns_, index=X.index)
+        return out
+
+    def top_columns(self, X: Any, n: int = 3) -> list[list[str]]:
+        """The n columns with the largest shares per row (columns with a zero share left out)."""
+        _, cols = self._details(X)
+        return top_names(self.shares(cols), self.columns_, n)
+
+    # --- persistence -------------------------------------------------------------------------------------------
+    def save(self, directory: Any) -> Any:
+        """Model folder: detector.json, schema.json, member_i/ (config.json + model.safetensors); no pickle."""
+        return save_detector(self, directory)
+
+    @classmethod
+    def load(cls, directory: Any) -> "VAEAnomalyDetector":
+        return load_detector(directory, cls)
+
+
+def top_names(shares: np.ndarray, names: Sequence[str], n: int) -> list[list[str]]:
+    """Names of the n largest positive shares per row, largest first."""
+    if n <= 0 or shares.size == 0:
+        return [[] for _ in range(len(shares))]
+    idx = np.argsort(-shares, axis=1, kind="stable")[:, :n]
+    return [[names[j] for j in row if shares[i, j] > 0] for i, row in enumerate(idx)]

@@ -1,0 +1,42 @@
+"""The demo report's compression section: bits-back coding of binarized test digits under the demo VAE."""
+from __future__ import annotations
+
+import bz2
+import time
+
+import numpy as np
+import torch
+
+from vaekit.core.model import VAE
+from vaekit.jobs.compress.bitsback import BitsBackCodec
+from vaekit.plots import save_grid
+from vaekit.report import Report, Section
+
+
+def compression_section(report: Report, model: VAE, x_test: torch.Tensor, seed: int = 0) -> None:
+    """Binarize the test digits (x ≥ ½), code them losslessly with bits-back, decode, compare with bz2 and raw bits."""
+
+    t0 = time.perf_counter()
+    x = (x_test.flatten(1).numpy() >= 0.5).astype(np.uint8)
+    codec = BitsBackCodec(model, latent_bits=10)
+    blob = codec.encode(x)
+    fixed = len(codec.encode(x[:0]))  # header + seed words: paid once per file, not per item
+    y = codec.decode(blob)
+    exact = bool(np.array_equal(y, x))
+    dims = x.size
+    raw_bits = np.packbits(x.reshape(-1)).tobytes()
+    table = {"items": len(x), "file_bytes": len(blob), "raw_bytes_bitpacked": len(raw_bits),
+             "bz2_bytes": len(bz2.compress(raw_bits, 9)), "bits_per_dim_file": 8 * len(blob) / dims,
+             "bits_per_dim_net": 8 * (len(blob) - fixed) / dims,
+             "neg_elbo_bits_per_dim": codec.neg_elbo_bits(x, n_samples=10, seed=seed) / dims,
+             "round_trip_exact": exact, "seconds": time.perf_counter() - t0}
+    report.metrics["compression"] = table
+    save_grid(report.dir / "compression_pair.png", np.concatenate([x[:12], y[:12]]).astype(np.float32), (8, 8),
+              ncol=12, scale=4)
+    report.add(Section(
+        "Compression (lossless, bits-back)",
+        "The binarized test digits coded with BB-ANS under the model above (latents discretized into 2^10 "
+        "equal-prior-mass buckets): the net cost per digit approaches the model's −ELBO; 'file' includes the fixed "
+        "header and seed words. CLI: vaekit compress DATA --lossless --model MODEL -o OUT.vkz; vaekit decompress.",
+        images=[("compression_pair.png", "binarized test digits (top) and the decoded ones (bottom): identical")],
+        table=table))

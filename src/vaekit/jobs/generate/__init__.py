@@ -1,0 +1,1 @@
+"""Generation: TabularGenerator (conditional tabular VAE), its folder format and its CLI."""

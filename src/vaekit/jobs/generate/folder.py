@@ -1,0 +1,88 @@
+"""A fitted :class:`~vaekit.jobs.generate.tabular.TabularGenerator` is a folder (every file written atomically, no pickle)::
+    generator.json               format, version, parameters, columns, dtypes, ranges, seed (written last)
+    schema.json                  TabularSchema of the generated columns, with fitted transforms
+    condition_schema.json        TabularSchema of the condition columns (conditional generators only)
+    condition_table.safetensors  training condition values (floats / category codes), for drawing unfixed ones
+    model/                       a vaekit model folder (config.json + model.safetensors)
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from sklearn.utils.validation import check_is_fitted
+
+from vaekit.core.checkpoint import load_model, save_model
+from vaekit.data.tabular import TabularSchema
+from vaekit.errors import CheckpointError, DataError
+from vaekit.files import atomic_write_bytes, atomic_write_text, read_versioned_json
+
+FORMAT, VERSION = "vaekit-generator", 1
+GEN_FILE, SCHEMA_FILE, COND_SCHEMA_FILE = "generator.json", "schema.json", "condition_schema.json"
+COND_TABLE_FILE, MODEL_DIR = "condition_table.safetensors", "model"
+
+
+def save_generator(gen: Any, directory: str | os.PathLike[str]) -> Path:
+    """Write a fitted generator's folder (model, schemas, condition table; generator.json last)."""
+    check_is_fitted(gen, "model_")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_model(gen.model_, d / MODEL_DIR, extra={"tabular_generator": True})
+    gen.schema_.save(d / SCHEMA_FILE)
+    if gen.condition_schema_ is not None:
+        gen.condition_schema_.save(d / COND_SCHEMA_FILE)
+        atomic_write_bytes(d / COND_TABLE_FILE, st_save(
+            {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in gen.condition_table_.items()}))
+    params = gen.get_params()
+    params["hidden"] = [int(h) for h in params["hidden"]]
+    params["condition_columns"] = [str(c) for c in params["condition_columns"]]
+    params["column_kinds"] = None if params["column_kinds"] is None else dict(params["column_kinds"])
+    doc = {"format": FORMAT, "version": VERSION, "params": params, "seed": gen._seed, "columns": gen.columns_,
+           "dtypes": gen.dtypes_, "ranges": gen.ranges_, "category_orders": gen.category_orders_,
+           "n_train": gen.n_train_, "conditional": gen.condition_schema_ is not None}
+    atomic_write_text(d / GEN_FILE, json.dumps(doc, indent=2))
+    return d
+
+
+def load_generator(directory: str | os.PathLike[str], cls: type) -> Any:
+    """Read a generator folder into a new ``cls`` instance (format, version and model checked)."""
+    d = Path(directory)
+    path = d / GEN_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{d}: no tabular generator here ({GEN_FILE} not found)")
+    doc = read_versioned_json(path, FORMAT, VERSION, "tabular generator")
+    try:
+        params = dict(doc["params"])
+        params["hidden"] = tuple(params["hidden"])
+        gen = cls(**params)
+        gen._seed, gen.columns_, gen.n_train_ = int(doc["seed"]), [str(c) for c in doc["columns"]], int(doc["n_train"])
+        gen.dtypes_, gen.ranges_ = dict(doc["dtypes"]), {k: list(v) for k, v in doc["ranges"].items()}
+        gen.category_orders_ = {k: list(v) for k, v in doc["category_orders"].items()}
+        conditional = bool(doc["conditional"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed generator file ({e.__class__.__name__}: {e})") from None
+    gen.n_features_in_ = len(gen.columns_)
+    try:
+        gen.schema_ = TabularSchema.load(d / SCHEMA_FILE)
+        gen.condition_schema_ = TabularSchema.load(d / COND_SCHEMA_FILE) if conditional else None
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+    gen.condition_table_ = {}
+    if conditional:
+        try:
+            t = st_load((d / COND_TABLE_FILE).read_bytes())
+            gen.condition_table_ = {c.name: t[c.name].numpy() for c in gen.condition_schema_.columns}
+        except (OSError, SafetensorError, KeyError) as e:
+            raise CheckpointError(f"{d / COND_TABLE_FILE}: missing or corrupt ({e})") from None
+    gen.model_, _ = load_model(d / MODEL_DIR)
+    expected = gen._model_config()
+    if gen.model_.config != expected:
+        raise CheckpointError(f"{d / MODEL_DIR}: the model does not match {SCHEMA_FILE} (another generator's model?)")
+    return gen

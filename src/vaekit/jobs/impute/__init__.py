@@ -1,0 +1,1 @@
+"""Imputation: VAEImputer (MIWAE) for tables, inpainting for images, their files and their CLI."""

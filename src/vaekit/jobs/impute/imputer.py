@@ -1,0 +1,389 @@
+"""MIWAE imputation (Mattei & Frellsen 2019) as a scikit-learn transformer, :class:`VAEImputer`.
+
+Model: the ``mixed`` likelihood over a :class:`~vaekit.data.tabular.TabularSchema` (continuous columns standardised,
+N(μ_j(z), σ_j²(z)); binary: Bernoulli; categorical: softmax). The encoder sees x̃ = zero-filled values + observed-mask
+bits. Training maximises the IWAE bound on the observed entries only,
+    log p(x_obs) ≥ E log (1/K) Σ_k p(x_obs|z_k) p(z_k) / q(z_k|x̃),   log p(x_obs|z) = Σ_{j observed} log p_j(x_j|z),
+over min(``max_steps``, ``epochs`` passes) Adam steps with a cosine learning-rate decay; the networks run in bfloat16 on
+CPUs that multiply it natively (``precision="auto"``), importance weights and imputations always in float32. The
+observation log-variance has a floor (``obs_logvar_min``, in standardised units), which regularises small tables.
+Optional early stopping (``validation_fraction`` > 0) holds out that share of the observed entries and keeps the
+weights with the lowest imputation error on them (squared error, standardised units; Brier score for discrete columns).
+
+``transform``: x̂_j = t_j⁻¹(Σ_l w̄_l μ_j(z_l)) for continuous columns (t_j = the column's fitted transform),
+argmax_c Σ_l w̄_l p_j(c|z_l) for binary/categorical ones; w̄ ∝ p(x_obs|z_l) p(z_l)/q(z_l|x̃), z_l ~ q(z|x̃), L = ``n_samples``
+(:mod:`vaekit.core.inference`). ``multiple_imputations``: sampling-importance-resampling, x_mis ~ p(x_mis|z_l*), l* ~ w̄.
+``uncertainty``: sd of such draws (continuous, column units) or 1 − p(imputed value|x_obs) (binary/categorical).
+
+Input rules (documented and tested): NaN/None/pd.NA (and ``missing_values``) are missing; observed entries are never
+changed; DataFrame in → same columns, index and dtypes out (imputed integers rounded); array in → float64 array out.
+Numeric columns whose observed values are all 0/1 are binary. An all-missing column at ``fit`` → DataError; all-missing
+rows are imputed from the model's marginal; non-numeric junk in a numeric column (an object column that is mostly
+numbers, or an array) → DataError naming the column and the value; observed unseen categories are kept, and ignored.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.inference import shared_eps, sir, snis
+from vaekit.core.model import VAE
+from vaekit.core.trainer import make_optimizer
+from vaekit.data.tabular import TabularSchema, named
+from vaekit.errors import DataError, TrainingError, VaekitError
+from vaekit.runtime import autocast, native_bf16
+
+N_VALID_SAMPLES = 32  # importance samples for the early-stopping imputations
+MIN_VALID_ENTRIES = 20
+
+
+def _is_frame(X: Any) -> bool:
+    import pandas as pd
+
+    return isinstance(X, pd.DataFrame)
+
+
+def _is_nan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+
+
+def miwae_loss(model: VAE, x: torch.Tensor, k: int, precision: str = "fp32") -> torch.Tensor:
+    """−mean_i log (1/K) Σ_k p(x_obs,i|z_k) p(z_k) / q(z_k|x̃_i), z_k ~ q(z|x̃_i); networks in ``precision``, weights fp32."""
+    with autocast(precision):
+        mu, logvar = model.encode(x)
+    mu, logvar = mu.float(), logvar.float()
+    eps = torch.randn(k, *mu.shape)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    with autocast(precision):
+        params = model.decode(z)
+    log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+    log_w = model.likelihood.log_prob(params.float(), x) + model.prior.log_prob(z) - log_q
+    return -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
+
+
+def _fill_column(col: Any, pos: np.ndarray, new: np.ndarray) -> Any:
+    """A copy of the Series ``col`` with ``new`` at positions ``pos``, in the column's own dtype."""
+    import pandas as pd
+
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":
+        arr = col.to_numpy(copy=True)
+        arr[pos] = np.asarray(new, dtype=np.float64)
+        return pd.Series(arr, index=col.index, name=col.name)
+    if pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        new = np.round(np.asarray(new, dtype=np.float64)).astype(np.int64)
+    obj = col.astype(object).to_numpy(copy=True)
+    obj[pos] = new
+    try:
+        return pd.Series(obj, index=col.index, name=col.name).astype(col.dtype)
+    except (TypeError, ValueError):
+        return pd.Series(obj, index=col.index, name=col.name)
+
+
+class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Impute missing values with a VAE trained on the incomplete data (MIWAE; see the module docstring).
+
+    Fitted attributes: ``model_`` (the VAE), ``schema_`` (column kinds and transforms), ``n_steps_`` (gradient steps
+    run), ``best_step_`` (kept weights), ``validation_`` (list of (step, held-out error)), ``n_features_in_``.
+    """
+
+    def __init__(self, missing_values: Any = np.nan, latent_dim: int | str = "auto",
+                 hidden: Sequence[int] = (128, 128, 128), activation: str = "tanh", k: int = 20,
+                 n_samples: int = 1000, max_steps: int = 10000, epochs: int = 300, batch_size: int = 64,
+                 lr: float = 1e-3, precision: str = "auto", obs_logvar_min: float = -4.0, validation_fraction: float = 0.0,
+                 patience: int = 10, column_transform: str = "standard", column_kinds: Mapping[str, str] | None = None,
+                 random_state: int | None = None, verbose: bool = False) -> None:
+        self.missing_values = missing_values
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.activation = activation
+        self.k = k
+        self.n_samples = n_samples
+        self.max_steps = max_steps
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.precision = precision
+        self.obs_logvar_min = obs_logvar_min
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.column_transform = column_transform
+        self.column_kinds = column_kinds
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def _check_params(self) -> None:
+        ints = {"k": self.k, "n_samples": self.n_samples, "max_steps": self.max_steps, "epochs": self.epochs,
+                "batch_size": self.batch_size}
+        bad = [n for n, v in ints.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1]
+        if bad:
+            raise VaekitError(f"{', '.join(bad)} must be integers >= 1")
+        if not (self.latent_dim == "auto" or (isinstance(self.latent_dim, (int, np.integer)) and self.latent_dim >= 1)):
+            raise VaekitError(f"latent_dim must be 'auto' or an integer >= 1, got {self.latent_dim!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise VaekitError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if not 0 <= self.validation_fraction < 1 or self.patience < 0 or not self.lr > 0:
+            raise VaekitError("validation_fraction must be in [0, 1), patience >= 0 and lr > 0")
+
+    # --- reading X -----------------------------------------------------------------------------------------------
+    def _read(self, X: Any, reset: bool) -> tuple[Any, np.ndarray]:
+        """X → (table for the schema, NaN where missing; missing mask (N, C))."""
+        import pandas as pd
+
+        frame = _is_frame(X) if reset else self._input == "frame"
+        mv = self.missing_values
+        if frame:
+            if _is_frame(X):
+                validate_data(self, X, skip_check_array=True, reset=reset)
+                df = named(X).copy()
+                if not reset:
+                    df.columns = self.schema_.names
+            else:  # an array for an imputer fitted on a DataFrame: columns by position
+                arr = np.asarray(X, dtype=object)
+                if arr.ndim != 2:
+                    raise DataError(f"X: expected a 2-D table (rows × columns), got an array of shape {arr.shape}")
+                validate_data(self, arr, skip_check_array=True, reset=False)
+                df = pd.DataFrame(arr, columns=self.schema_.names).infer_objects()
+            if reset and 0 in df.shape:
+                raise DataError(f"X: the table is empty (shape {df.shape}); at least one row and one column are required")
+            if not _is_nan(mv):
+                df = df.mask(df == mv)
+        else:
+            try:
+                arr = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan", copy=True)
+            except ValueError as e:
+                msg = " ".join(str(e).split())
+                if "convert" in msg:
+                    msg = f"X: non-numeric value in a numeric array ({msg}); pass a DataFrame for categorical columns"
+                raise DataError(msg) from None
+            if not _is_nan(mv):
+                arr[arr == mv] = np.nan
+            df = pd.DataFrame(arr, columns=[f"x{j}" for j in range(arr.shape[1])])
+        if reset:
+            self._input = "frame" if frame else "array"
+        return df, df.isna().to_numpy()
+
+    def _kinds(self, df: Any) -> dict[str, str]:
+        """Declared kinds, plus: numbers stored as text → continuous (junk among them → DataError); 0/1 → binary."""
+        import pandas as pd
+
+        kinds = {str(k): v for k, v in (self.column_kinds or {}).items()}
+        for name in df.columns:
+            s = df[name]
+            if name in kinds:
+                continue
+            if s.dtype == object or pd.api.types.is_string_dtype(s):
+                obs = s.dropna()
+                if len(obs) == 0 or obs.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+                    continue
+                num = pd.to_numeric(obs, errors="coerce")
+                bad = num.isna()
+                if int((~bad).sum()) > int(bad.sum()) and bad.any():
+                    raise DataError(f"X: column {name!r} holds numbers and {int(bad.sum())} non-numeric value(s), e.g. "
+                                    f"{obs[bad].iloc[0]!r}; blank them (missing), set missing_values, or declare the "
+                                    "column categorical in column_kinds")
+                if not bad.any():
+                    kinds[name] = "continuous"
+            elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+                obs = s.dropna()
+                if len(obs) and obs.isin([0, 1]).all():
+                    kinds[name] = "binary"
+        return kinds
+
+    # --- fitting -------------------------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> "VAEImputer":
+        """Train the VAE on the observed entries of X (labels unused)."""
+        self._check_params()
+        df, _ = self._read(X, reset=True)
+        self.schema_ = TabularSchema.infer(df, self._kinds(df), self.column_transform, allow_missing=True,
+                                           source="X").fit(df, "X")
+        x = torch.from_numpy(self.schema_.encode(df, "X", unknown="missing"))
+        self._seed = int(self.random_state if self.random_state is not None else np.random.randint(0, 2**31 - 100))
+        with torch.random.fork_rng():
+            torch.manual_seed(self._seed)
+            self.model_ = self._train(x)
+        return self
+
+    def _model_config(self) -> ModelConfig:
+        s = self.schema_
+        d = self.latent_dim if self.latent_dim != "auto" else max(1, min(10, len(s.columns) - 1))
+        return ModelConfig(input_shape=(s.input_dim,), latent_dim=int(d), hidden=tuple(int(h) for h in self.hidden),
+                           activation=self.activation, likelihood="mixed", obs_logvar_min=float(self.obs_logvar_min),
+                           column_kinds=s.column_kinds, column_sizes=s.column_sizes)
+
+    def _slots(self) -> tuple[torch.Tensor, list[int]]:
+        """Column index of each value slot (value_dim,), and each column's first slot."""
+        widths = [c.width for c in self.schema_.columns]
+        return torch.repeat_interleave(torch.arange(len(widths)), torch.tensor(widths)), np.cumsum([0, *widths[:-1]]).tolist()
+
+    def _hold_out(self, x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mask a random ``validation_fraction`` of the observed entries → (training rows, held-out (N, C) or None)."""
+        vd, n_cols = self.schema_.value_dim, len(self.schema_.columns)
+        obs = x[:, vd:] > 0.5
+        held = obs & torch.from_numpy(rng.random(tuple(obs.shape)) < self.validation_fraction)
+        if int(held.sum()) < MIN_VALID_ENTRIES:
+            return x, None
+        col_of, _ = self._slots()
+        x_tr = x.clone()
+        x_tr[:, :vd] *= ~held[:, col_of]
+        x_tr[:, vd:] *= ~held
+        assert x_tr.shape[1] == vd + n_cols
+        return x_tr, held
+
+    def _valid_error(self, model: VAE, x_rows: torch.Tensor, truth: torch.Tensor, held: torch.Tensor,
+                     eps: torch.Tensor) -> float:
+        """Mean imputation error on the held-out entries: squared error / Brier score per entry."""
+        lik, vd = model.likelihood, self.schema_.value_dim
+        mean, _ = snis(model, x_rows, lambda p, sl: lik.log_prob(p, x_rows[sl]), lambda p, sl: lik.mean(p)[..., :vd], eps)
+        col_of, _ = self._slots()
+        per_col = torch.zeros(len(x_rows), held.shape[1]).index_add_(1, col_of, (mean - truth[:, :vd]) ** 2)
+        return float(per_col[held].mean())
+
+    def _train(self, x: torch.Tensor) -> VAE:
+        """Adam on the MIWAE loss, cosine decay to 5% of ``lr`` over min(max_steps, epochs · batches per epoch) steps."""
+        rng = np.random.default_rng(self._seed)
+        x_tr, held = self._hold_out(x, rng)
+        model = VAE(self._model_config())
+        opt = make_optimizer(model, TrainConfig(lr=self.lr))
+        n, bs = len(x_tr), max(1, min(int(self.batch_size), len(x_tr)))
+        total = max(1, min(int(self.max_steps), int(self.epochs) * (n // bs)))
+        every = max(25, total // 60)
+        if held is not None:
+            rows = held.any(1)
+            val = (x_tr[rows], x[rows], held[rows], shared_eps(N_VALID_SAMPLES, model.config.latent_dim, self._seed))
+        gen = torch.Generator().manual_seed(self._seed + 1)
+        precision = self.precision if self.precision != "auto" else ("bf16" if native_bf16() else "fp32")
+        best, best_err, best_step, bad, step, nan_events, lr = None, math.inf, 0, 0, 0, 0, float(self.lr)
+        snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.validation_: list[tuple[int, float]] = []
+        t0 = time.perf_counter()
+        model.train()
+        while step < total:
+            perm = torch.randperm(n, generator=gen)
+            for a in range(0, n - bs + 1, bs):
+                for g in opt.param_groups:  # cosine decay to 5% of lr
+                    g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
+                loss = miwae_loss(model, x_tr[perm[a:a + bs]], int(self.k), precision)
+                if not torch.isfinite(loss):  # roll back to the last snapshot with half the learning rate
+                    nan_events += 1
+                    if nan_events > 3:
+                        raise TrainingError(f"the MIWAE loss became NaN/inf at step {step} (after 3 rollbacks)")
+                    model.load_state_dict(snapshot)
+                    lr *= 0.5
+                    continue
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                if step % every == 0:
+                    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if self.verbose:
+                        print(f"step {step}/{total}: loss {float(loss):.4f} ({time.perf_counter() - t0:.1f} s)")
+                if held is not None and (step % every == 0 or step == total):
+                    err = self._valid_error(model.eval(), *val)
+                    model.train()
+                    self.validation_.append((step, err))
+                    if err < best_err:
+                        best_err, best_step, bad = err, step, 0
+                        best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    else:
+                        bad += 1
+                    if self.patience and bad >= self.patience:
+                        total = step
+                if step >= total:
+                    break
+        if best is not None:
+            model.load_state_dict(best)
+        self.n_steps_, self.best_step_ = step, best_step if best is not None else step
+        return model.eval()
+
+    # --- imputing ------------------------------------------------------------------------------------------------
+    def _posterior(self, df: Any, miss: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows with a missing entry → (row indices, encoded rows, Σ_l w̄_l E[values|z_l], log-weights (L, R))."""
+        rows = np.nonzero(miss.any(1))[0]
+        x = torch.from_numpy(self.schema_.encode(df.iloc[rows], "X", unknown="missing"))
+        lik, vd = self.model_.likelihood, self.schema_.value_dim
+        eps = shared_eps(int(self.n_samples), self.model_.config.latent_dim, self._seed + 7)
+        mean, log_w = snis(self.model_, x, lambda p, sl: lik.log_prob(p, x[sl]), lambda p, sl: lik.mean(p)[..., :vd], eps)
+        return rows, x, mean, log_w
+
+    def _complete(self, X: Any, df: Any, miss: np.ndarray, rows: np.ndarray, values: Any) -> Any:
+        """X with its missing entries (rows ``rows``) replaced by ``values`` (R × C table); observed ones untouched."""
+        if _is_frame(X):
+            out = X.copy()
+            for j in range(X.shape[1]):
+                sel = miss[rows, j]
+                if sel.any():
+                    out.isetitem(j, _fill_column(X.iloc[:, j], rows[sel], values.iloc[:, j].to_numpy()[sel]))
+            return out
+        out = df.copy()
+        for j in range(df.shape[1]):
+            sel = miss[rows, j]
+            if sel.any():
+                out.isetitem(j, _fill_column(df.iloc[:, j], rows[sel], values.iloc[:, j].to_numpy()[sel]))
+        return out.to_numpy(dtype=np.float64) if self._input == "array" else out.to_numpy()
+
+    def transform(self, X: Any) -> Any:
+        """Single imputation: importance-weighted conditional means (continuous) / most probable values."""
+        check_is_fitted(self, "model_")
+        df, miss = self._read(X, reset=False)
+        if not miss.any():
+            return self._complete(X, df, miss, np.zeros(0, dtype=int), None)
+        rows, _, mean, _ = self._posterior(df, miss)
+        return self._complete(X, df, miss, rows, self.schema_.decode(mean.numpy()))
+
+    def multiple_imputations(self, X: Any, m: int = 5, seed: int | None = None) -> list[Any]:
+        """m completed copies of X; missing entries drawn by sampling-importance-resampling from p(x_mis | x_obs)."""
+        check_is_fitted(self, "model_")
+        if not isinstance(m, (int, np.integer)) or m < 1:
+            raise VaekitError(f"m must be an integer >= 1, got {m!r}")
+        return [self._complete(X, df, miss, rows, v) for df, miss, rows, v in self._draws(X, int(m), seed)[0]]
+
+    def _draws(self, X: Any, m: int, seed: int | None) -> tuple[list[tuple[Any, np.ndarray, np.ndarray, Any]], Any]:
+        df, miss = self._read(X, reset=False)
+        if not miss.any():
+            return [(df, miss, np.zeros(0, dtype=int), None)] * m, None
+        rows, x, mean, log_w = self._posterior(df, miss)
+        lik, vd = self.model_.likelihood, self.schema_.value_dim
+        gen = torch.Generator().manual_seed(self._seed + 11 if seed is None else int(seed))
+        eps = shared_eps(int(self.n_samples), self.model_.config.latent_dim, self._seed + 7)
+        draws = sir(self.model_, x, log_w, eps, m, lambda p, sl: lik.sample(p, gen)[..., :vd], gen)
+        return [(df, miss, rows, self.schema_.decode(d.numpy())) for d in draws], (rows, mean)
+
+    def uncertainty(self, X: Any, m: int = 100, seed: int | None = None) -> Any:
+        """Per entry: sd of m SIR draws (continuous, column units) or 1 − p(imputed value | x_obs); 0 if observed."""
+        import pandas as pd
+
+        check_is_fitted(self, "model_")
+        draws, post = self._draws(X, int(m), seed)
+        df, miss = draws[0][0], draws[0][1]
+        out = np.zeros(miss.shape)
+        if post is not None:
+            rows, mean = post
+            _, first = self._slots()
+            for j, c in enumerate(self.schema_.columns):
+                if c.kind == "continuous":
+                    v = np.stack([d[3].iloc[:, j].to_numpy(dtype=np.float64) for d in draws])
+                    u = v.std(0)
+                elif c.kind == "binary":
+                    p = mean[:, first[j]].numpy()
+                    u = np.minimum(p, 1 - p)
+                else:
+                    u = 1 - mean[:, first[j]:first[j] + c.width].max(1).values.numpy()
+                out[rows, j] = np.where(miss[rows, j], u, 0.0)
+        if _is_frame(X):
+            return pd.DataFrame(out, columns=X.columns, index=X.index)
+        return out

@@ -1,0 +1,62 @@
+"""Shared command-line parsing: comma lists, column kinds, and the options every command carries.
+
+Defaults live in the config dataclasses and the estimators; these helpers only parse and name CLI options.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import typer
+
+from vaekit.errors import VaekitError
+
+
+def device_option() -> Any:
+    """--device: auto | cpu | cuda | cuda:N | mps (auto: a GPU when PyTorch sees one)."""
+    return typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (auto: GPU if available).")
+
+
+def threads_option() -> Any:
+    """--threads: CPU threads; 0 = automatic (OMP_NUM_THREADS, else 1 for small models, all cores for large)."""
+    return typer.Option(0, "--threads", min=0, help="CPU threads (0 = automatic: OMP_NUM_THREADS, else 1 for "
+                        "small models and all cores for large ones).")
+
+
+def seed_option() -> Any:
+    return typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Random seed (same seed, same bytes).")
+
+
+def ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise VaekitError(f"--{name} must be comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise VaekitError(f"--{name} must list positive integers, got {text!r}")
+    return vals
+
+
+def floats(text: str, name: str) -> list[float]:
+    """'0,0.5,1' → [0.0, 0.5, 1.0]; at least one number, all finite."""
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise VaekitError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+    if not vals or not all(math.isfinite(v) for v in vals):
+        raise VaekitError(f"--{name} must list finite numbers, got {text!r}")
+    return vals
+
+
+def names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def column_kinds(categorical: str, binary: str, continuous: str) -> dict[str, str]:
+    """--categorical/--binary/--continuous column lists → {column: kind}; a column may have one kind only."""
+    lists = {"categorical": names(categorical), "binary": names(binary), "continuous": names(continuous)}
+    listed = [c for cols in lists.values() for c in cols]
+    twice = sorted({c for c in listed if listed.count(c) > 1})
+    if twice:
+        raise VaekitError(f"column(s) {twice} given more than one kind (--categorical/--binary/--continuous)")
+    return {c: kind for kind, cols in lists.items() for c in cols}

@@ -1,0 +1,155 @@
+"""Runtime: where and how the numbers are computed — device, threads, precision (autocast) and seeds.
+
+Every job asks this module, so ``device="auto"`` means the same everywhere: CUDA if PyTorch sees a GPU, then Apple's
+MPS, else the CPU. ``precision="auto"`` is bfloat16 autocast (matmuls in bf16, reductions and weights in fp32) where
+the hardware multiplies bf16 natively — CUDA GPUs with bf16 support, CPUs with AVX512-BF16 or AMX — and fp32
+elsewhere. Threads: an explicit count wins, then ``OMP_NUM_THREADS``, then a size rule measured in
+``benchmarks/threads.py`` (small models do not gain from a second thread and lose a lot when cores are shared).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.errors import VaekitError
+
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
+MAX_SEED = 2**63 - 1
+SMALL_MODEL_PARAMS = 250_000  # below this many parameters one thread is as fast as two (benchmarks/threads.py)
+
+
+# --- device ----------------------------------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' → cuda if available, else mps, else cpu; 'cuda' / 'cuda:N' / 'mps' are checked to exist."""
+    if isinstance(device, torch.device):
+        return device
+    name = "auto" if device is None else str(device).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise VaekitError("device 'mps' requested, but this PyTorch sees no Apple GPU (use --device cpu or auto)")
+        return torch.device("mps")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise VaekitError(f"device {name!r} requested, but this PyTorch sees no CUDA GPU "
+                              "(use --device cpu or auto)")
+        if ":" in name:
+            idx = name.split(":", 1)[1]
+            if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+                raise VaekitError(f"device {name!r}: there are {torch.cuda.device_count()} CUDA device(s), "
+                                  f"numbered 0..{torch.cuda.device_count() - 1}")
+        return torch.device(name)
+    raise VaekitError(f"device {device!r} is not one of {list(DEVICE_NAMES)}")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+# --- precision -------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """'auto' → 'bf16' where the device multiplies bf16 natively, else 'fp32'; 'fp32' and 'bf16' are kept."""
+    if precision not in PRECISIONS:
+        raise VaekitError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if dev.type == "cpu":
+        return "bf16" if native_bf16() else "fp32"
+    return "fp32"
+
+
+def autocast(precision: str, device: str | torch.device = "cpu") -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on the device (matmuls in bfloat16, reductions in float32) or a no-op for fp32."""
+    if precision == "bf16":
+        dev_type = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+        return torch.autocast(dev_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --- threads ---------------------------------------------------------------------------------------------------------
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(n_threads: int | None = None, n_params: int | None = None) -> int:
+    """Explicit count > ``OMP_NUM_THREADS`` > one thread for small models (< 250k parameters), all cores otherwise."""
+    if n_threads is not None and n_threads != 0:
+        if not isinstance(n_threads, (int, np.integer)) or isinstance(n_threads, bool) or n_threads < 1:
+            raise VaekitError(f"threads must be a whole number >= 1 (or 0/None for automatic), got {n_threads!r}")
+        return int(n_threads)
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if n_params is not None and n_params < SMALL_MODEL_PARAMS:
+        return 1
+    return available_cores()
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` PyTorch intra-op threads and ``n`` BLAS/OpenMP threads, restoring both afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- seeds -----------------------------------------------------------------------------------------------------------
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed is a whole number in 0..2⁶³−1."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise VaekitError(f"{name} must be a whole number in 0..2^63-1, got {seed!r}")
+    return int(seed)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's (CPU and CUDA) global generators before anything random happens."""
+    seed = check_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A private seeded generator on ``device`` (does not touch the global RNG)."""
+    dev = device if isinstance(device, torch.device) else torch.device(device)
+    return torch.Generator(device=dev).manual_seed(check_seed(seed))

@@ -97,7 +97,7 @@ def run(name: str, epochs: int, clf_epochs: int, seed: int, out: Path, clf_secon
         mcfg = ModelConfig(input_shape=(1, 28, 28), latent_dim=8 if conditional else 16, hidden=(512, 256),
                            activation="elu", likelihood="bernoulli", n_conditions=10 if conditional else 0)
         tcfg = TrainConfig(epochs=epochs, batch_size=100, lr=1e-3, warmup_epochs=0 if conditional else 2, seed=seed,
-                           precision="bf16", time_limit_min=cvae_minutes if conditional else vae_minutes)
+                           objective="elbo", precision="bf16", time_limit_min=cvae_minutes if conditional else vae_minutes)
         model = VAE(mcfg)
         t1 = time.perf_counter()
         # validation (keep-best) on the last 5,000 training images; the test set is only used for judging

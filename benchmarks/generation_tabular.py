@@ -93,7 +93,7 @@ def fit_vaekit(train: pd.DataFrame, target: str, task: str, seed: int, max_steps
                conditional: bool, info: dict[str, Any]) -> pd.DataFrame:
     kinds = {target: "categorical"} if task == "class" else None
     gen = TabularGenerator(condition_columns=[target] if conditional else (), column_kinds=kinds, max_steps=max_steps,
-                           time_limit=time_limit, random_state=seed).fit(train)
+                           time_limit_min=time_limit / 60.0, random_state=seed).fit(train)  # seconds → minutes
     info.update(epochs=len(gen.history_.epochs), stopped=gen.history_.stopped)
     return gen.sample(len(train), random_state=seed)
 

@@ -17,9 +17,41 @@ def run(*args, check=True):
     return p
 
 
-@pytest.mark.parametrize("cmd", ["train", "eval", "sample", "reconstruct", "demo"])
-def test_every_command_has_help(cmd):
-    assert "Usage" in run(cmd, "--help").stdout
+def _command_paths():
+    """Every command and sub-command of the root app, walked from the app itself (so a new one is never missed)."""
+    import typer
+
+    from vaekit.cli.main import app
+
+    def walk(cmd, prefix):
+        yield prefix
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, [*prefix, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+def test_every_command_has_help():
+    from typer.testing import CliRunner
+
+    from vaekit.cli.main import app
+
+    paths = _command_paths()
+    assert len(paths) >= 20 and ["latent", "interpolate"] in paths and ["codec", "train"] in paths
+    runner = CliRunner()
+    for path in paths:
+        res = runner.invoke(app, [*path, "--help"])
+        assert res.exit_code == 0 and "Usage" in res.output, (path, res.output)
+        assert "Traceback" not in res.output
+
+
+def test_version_and_module_entry_points():
+    from vaekit import __version__
+
+    assert run("--version").stdout.strip() == f"vaekit {__version__}"
+    p = subprocess.run([sys.executable, "-m", "vaekit", "--version"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and __version__ in p.stdout
 
 
 def test_train_eval_sample_reconstruct_round_trip(tmp_path, tiny_npz):

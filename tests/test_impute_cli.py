@@ -101,3 +101,40 @@ def test_inpainting_ignores_the_hidden_pixels_and_keeps_the_others(likelihood):
     assert torch.equal(a[observed], x[observed]) and ((ess >= 1) & (ess <= 50)).all()
     full, _ = inpaint(model, x, torch.ones_like(observed), n_samples=10)
     assert torch.equal(full, x)
+
+
+def test_inpainting_fills_the_hole_better_than_the_pixel_means(tmp_path, capsys):
+    """On real digits: the CLI changes the hidden block, and E[x_mis | x_obs] beats filling it with the training
+    pixel means (the claim, not just "the observed pixels are unchanged")."""
+    from sklearn.datasets import load_digits
+
+    from vaekit.core.workflows import load
+    from vaekit.jobs.impute.inpaint import inpaint
+
+    x = (load_digits().data / 16.0).astype(np.float32)
+    np.savez(tmp_path / "d.npz", train=x[:1400], valid=x[1400:1600], test=x[1600:])
+    code, _, err = cli(capsys, "train", "--data", tmp_path / "d.npz", "--out", tmp_path / "run", "--epochs", "100",
+                       "--latent-dim", "8", "--hidden", "128,128", "--objective", "elbo", "--warmup", "0",
+                       "--no-progress", "--threads", "1")
+    assert code == 0, err
+    model, _ = load(tmp_path / "run")
+    test = torch.from_numpy(x[1600:1700])
+    observed = torch.ones_like(test, dtype=torch.bool)
+    block = np.zeros((8, 8), dtype=bool)
+    block[2:6, 2:6] = True
+    observed[:, torch.from_numpy(block.ravel())] = False
+    filled, _ = inpaint(model, test, observed, n_samples=200)
+    hole = ~observed
+    vae_mse = float(((filled - test)[hole] ** 2).mean())
+    mean_fill = torch.from_numpy(x[:1400].mean(0)).expand_as(test)
+    mean_mse = float(((mean_fill - test)[hole] ** 2).mean())
+    assert vae_mse < 0.75 * mean_mse, (vae_mse, mean_mse)  # measured: 0.089 vs 0.148
+    # through the CLI: the hole changes, the rest is kept
+    img = (x[1600].reshape(8, 8) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "img.png")
+    Image.fromarray(block.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    code, _, err = cli(capsys, "inpaint", tmp_path / "run", tmp_path / "img.png", "--mask", tmp_path / "mask.png",
+                       "--out", tmp_path / "filled.png", "--n-samples", "200")
+    assert code == 0, err
+    out = np.asarray(Image.open(tmp_path / "filled.png"))
+    assert np.array_equal(out[~block], img[~block]) and not np.array_equal(out[block], img[block])

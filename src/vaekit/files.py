@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +21,9 @@ from vaekit.errors import CheckpointError, VaekitError
 
 _PROTECTED: set[Path] = set()
 MAX_PROTECTED_FILES = 200_000
+MAX_JSON_BYTES = 64 << 20  # a JSON document (config.json, detector.json, run.json …) larger than this is refused unread
+MAX_TENSOR_FILE = 1 << 30  # a safetensors file larger than this is refused before it is read (1 GiB)
+MAX_TENSOR_HEADER = 16 << 20  # its JSON header (names, dtypes, shapes) larger than this is refused
 
 
 def protect_inputs(paths: Iterable[str | os.PathLike[str]]) -> None:
@@ -93,13 +97,25 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     """A JSON object from ``path``; missing file, bad JSON or a non-object → one-line CheckpointError naming ``what``."""
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: {what} is not valid JSON ({e.__class__.__name__}: {e})") from None
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise CheckpointError(f"{path}: {what} is {size} bytes, more than the {MAX_JSON_BYTES} a JSON file may have")
+    data = parse_json(path.read_bytes(), f"{path}: {what}")
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: {what} must be a JSON object")
     return data
+
+
+def parse_json(raw: bytes, what: str) -> Any:
+    """JSON from untrusted bytes; bad UTF-8/JSON, an integer of > 4300 digits or too deep nesting → one-line
+    CheckpointError naming ``what``."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise CheckpointError(f"{what} is not valid JSON (nested too deeply)") from None
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and ValueError for over-long integers
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise CheckpointError(f"{what} is not valid JSON ({e.__class__.__name__}: {msg})") from None
 
 
 def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
@@ -115,23 +131,51 @@ def weights_digest(raw: bytes) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-def read_tensors(path: Path, what: str, digest: object = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _tensor_header(path: Path, what: str, max_values: int | None) -> dict[str, Any]:
+    """The JSON header of a safetensors file, read alone: the file size is checked against MAX_TENSOR_FILE (and
+    ``max_values`` 8-byte values + header) and the header's value count against ``max_values`` before the data
+    is read, so a hostile file is refused without being loaded."""
+    size = path.stat().st_size
+    limit = MAX_TENSOR_FILE if max_values is None else min(MAX_TENSOR_FILE, 8 + MAX_TENSOR_HEADER + 8 * max_values)
+    if size > limit:
+        raise CheckpointError(f"{path}: {what} file is {size} bytes, more than the {limit} "
+                              f"{'allowed' if max_values is None else 'that the model config can need'}")
+    with path.open("rb") as f:
+        head = f.read(8)
+        header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 <= header_len <= min(size - 8, MAX_TENSOR_HEADER):
+            raise CheckpointError(f"{path}: {what} is truncated or not a safetensors file")
+        raw = f.read(header_len)
+    header = parse_json(raw, f"{path}: {what} header")
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: {what} has a corrupt header (not a JSON object)")
+    if max_values is not None:
+        try:
+            n = sum(math.prod(int(s) for s in v["shape"]) for k, v in header.items() if k != "__metadata__")
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise CheckpointError(f"{path}: {what} has a corrupt header (bad tensor shapes)") from None
+        if n > max_values:
+            raise CheckpointError(f"{path}: {what} hold {n} values, more than the {max_values} of the model "
+                                  "config.json describes")
+    return header
+
+
+def read_tensors(path: Path, what: str, digest: object = None,
+                 max_values: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; when ``digest`` is a string (a config.json's recorded
-    ``weights_blake2b``; older folders have none), the file's BLAKE2b-128 must equal it."""
+    ``weights_blake2b``; older folders have none), the file's BLAKE2b-128 must equal it. The header is read and
+    checked first (:func:`_tensor_header`; ``max_values`` bounds the values it may declare)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
+    header = _tensor_header(path, what, max_values)
     raw = path.read_bytes()
-    if len(raw) < 8 or int.from_bytes(raw[:8], "little") > len(raw) - 8:
-        raise CheckpointError(f"{path}: {what} is truncated or not a safetensors file")
     try:
         tensors = st_load(raw)
     except (SafetensorError, ValueError, RuntimeError, OSError) as e:
         raise CheckpointError(f"{path}: {what} is corrupt or not a safetensors file ({e})") from None
-    header_len = int.from_bytes(raw[:8], "little")
-    try:
-        meta = json.loads(raw[8:8 + header_len]).get("__metadata__", {}) or {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: {what} has a corrupt header ({e})") from None
+    meta = header.get("__metadata__", {}) or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: {what} has a corrupt header (metadata is not an object)")
     if isinstance(digest, str) and weights_digest(raw) != digest:  # a well-formed file whose bytes changed
         raise CheckpointError(f"{path}: {what} do not match the checksum recorded in config.json "
                               "(the file is damaged or was replaced)")

@@ -44,7 +44,7 @@ def run_demo(out: str | Path = "demo-report", epochs: int = 200, seed: int = 0, 
     mcfg = ModelConfig(input_shape=(1, 8, 8), latent_dim=8, hidden=(256, 128), activation="tanh",
                        likelihood="bernoulli")
     tcfg = TrainConfig(epochs=epochs, batch_size=50, lr=2e-3, warmup_epochs=epochs / 10, seed=seed,
-                       schedule="cosine")
+                       schedule="cosine", objective="elbo", precision="fp32")
     model = VAE(mcfg)
     x = {k: prepare(v[0], model.likelihood, f"digits[{k}]")[0] for k, v in data.items()}
     hist = Trainer(model, tcfg, out_dir=out / "run", progress=progress).fit(x["train"], x["valid"])

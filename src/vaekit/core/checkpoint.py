@@ -5,6 +5,7 @@ Loading checks the format version, the BLAKE2b digest, the keys and the shapes b
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as st_save
 
-from vaekit.core.config import ModelConfig
+from vaekit.core.config import ModelConfig, parameter_estimate
 from vaekit.core.model import VAE
 from vaekit.errors import CheckpointError, VaekitError
 from vaekit.files import (
@@ -56,10 +57,38 @@ def read_model_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, d
         raise CheckpointError(f"{directory / CONFIG_FILE}: format version {doc.get('version')!r} is not supported "
                               f"(this vaekit reads version {FORMAT_VERSION})")
     try:
+        bad = _non_finite(doc)
+    except RecursionError:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: nested too deeply to be a model config") from None
+    if bad is not None:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {bad} is NaN or infinite")
+    extra = doc.get("extra", {})
+    if not isinstance(extra, dict) or not isinstance(extra.get("data", {}), dict) \
+            or not isinstance(extra.get("data", {}).get("seed", 0), int):
+        raise CheckpointError(f"{directory / CONFIG_FILE}: malformed 'extra' section")
+    try:
         cfg = ModelConfig.from_dict(doc.get("model", {}))
     except (TypeError, VaekitError) as e:
         raise CheckpointError(f"{directory / CONFIG_FILE}: invalid model config ({e})") from None
     return cfg, doc
+
+
+def _non_finite(value: Any, where: str = "config") -> str | None:
+    """The key path of the first NaN/inf number in a parsed JSON document, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{where}.{k}" if isinstance(value, dict) else f"{where}[{k}]")
+        if found is not None:
+            return found
+    return None
+
+
+def weights_bound(cfg: ModelConfig) -> int:
+    """The most values a weights file of this config may declare: the parameter estimate plus a free
+    per-column variance (≤ the data width) and a little slack for buffers."""
+    return parameter_estimate(cfg)[0] + cfg.data_dim + 4096
 
 
 def load_model(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
@@ -67,7 +96,8 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
     directory = Path(directory)
     cfg, doc = read_model_config(directory)
-    state, _ = read_tensors(directory / WEIGHTS_FILE, "model weights", doc.get("weights_blake2b"))
+    state, _ = read_tensors(directory / WEIGHTS_FILE, "model weights", doc.get("weights_blake2b"),
+                            max_values=weights_bound(cfg))
     model = VAE(cfg)
     check_state_dict(model, state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state)
@@ -116,7 +146,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, opt
                     scheduler: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Restore model/optimizer/scheduler in place; return (extra tensors, info)."""
     path = Path(path)
-    tensors, meta = read_tensors(path, "checkpoint")
+    # model, two Adam moments and the best weights, plus room for RNG states and the data order
+    n_model = sum(t.numel() for t in model.state_dict().values())
+    tensors, meta = read_tensors(path, "checkpoint", max_values=4 * n_model + (32 << 20))
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != str(FORMAT_VERSION):
         raise CheckpointError(f"{path}: not a vaekit checkpoint of format version {FORMAT_VERSION}")
     try:

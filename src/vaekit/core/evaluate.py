@@ -45,7 +45,7 @@ def evaluate(model: VAE, x: torch.Tensor, k: int = 5000, batch_size: int = 100, 
         recon.append(rec)
         elbo.append(-rec - kl)
         kl_all.append(kl)
-        with autocast(precision):
+        with autocast(precision, xb.device):
             mus.append(model.encode(xb, cb)[0].float())
     nll_t, elbo_t = torch.cat(nll), torch.cat(elbo)
     d = model.config.data_dim
@@ -68,4 +68,4 @@ def per_example_scores(model: VAE, x: torch.Tensor, k: int = 1, batch_size: int 
         cb = None if c is None else c[i:i + batch_size]
         lw, _, _ = log_weights(model, x[i:i + batch_size], k, cb, gen)
         out.append(-(torch.logsumexp(lw, 0) - math.log(k)))
-    return torch.cat(out).numpy()
+    return torch.cat(out).cpu().numpy()

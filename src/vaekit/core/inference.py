@@ -30,7 +30,7 @@ def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 def _logpx_eager(model: VAE, precision: str) -> Callable[..., torch.Tensor]:
     def logpx(z: torch.Tensor, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        with autocast(precision):
+        with autocast(precision, z.device):
             params = model.decode(z, c)
         return model.log_px(params.float(), x)
     return logpx
@@ -70,7 +70,7 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, c: torch.Tensor | None = No
                 memory_mb: float = 256.0, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log w_i = log p(x|z_i) + log p(z_i) − log q(z_i|x) for k draws → (log_w (k, N), log_px (k, N), kl (N,))."""
     model.eval()
-    with autocast(precision):
+    with autocast(precision, x.device):
         mu, logvar = model.encode(x, c)
     mu, logvar = mu.float(), logvar.float()
     std = torch.exp(0.5 * logvar)
@@ -80,7 +80,8 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, c: torch.Tensor | None = No
     done = 0
     while done < k:
         m = min(kc, k - done)
-        eps = torch.randn((m, *mu.shape), generator=generator)
+        eps = torch.randn((m, *mu.shape), generator=generator,
+                          device=generator.device if generator is not None else mu.device).to(mu.device)
         z = mu + std * eps
         log_px = logpx(z, x, c)
         # log p(z) − log q(z|x) with q's quadratic term from ε directly (exact, cheaper)

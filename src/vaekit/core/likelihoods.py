@@ -2,19 +2,26 @@
 
 Data layout: x is (N, D) flattened; decoder parameters are (N, P, D) with P = n_params.
 Each likelihood declares the data it accepts (``validate``) and the values it trains on (``prepare``).
+Likelihoods register under their config name in ``LIKELIHOODS``; ``from_config`` builds one from a ModelConfig and
+``check_config`` refuses configs it cannot serve, so no code outside a likelihood switches on its name.
 """
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vaekit.errors import DataError
+from vaekit.data.tabular import KINDS as COLUMN_KINDS
+from vaekit.errors import DataError, VaekitError
+from vaekit.registry import Registry
 
 LOG_2PI = math.log(2 * math.pi)
+
+LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")
 
 
 class Likelihood:
@@ -24,6 +31,20 @@ class Likelihood:
     n_params: int = 1
     out_dim: int | None = None  # decoder width D when it differs from the data width (mixed tables)
     discrete_bits: float | None = None  # bits of one dimension's alphabet, for bits/dim of discrete data
+    supports_column_variance: bool = False  # has log-variance outputs that obs_variance="column" can make free
+    supports_images: bool = False  # models 8-bit pixels: ``to_uint8`` maps model space back to them
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Likelihood:
+        """The likelihood a ModelConfig ``cfg`` asks for (subclasses read the config fields they take)."""
+        return cls()
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Refuse (one-line VaekitError) a ModelConfig ``cfg`` this likelihood cannot serve."""
+        if cfg.obs_variance == "column" and not cls.supports_column_variance:
+            able = " or ".join(repr(n) for n in LIKELIHOODS.names() if LIKELIHOODS.get(n).supports_column_variance)
+            raise VaekitError(f"obs_variance 'column' needs likelihood {able}, got {cfg.likelihood!r}")
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Σ_d log p(x_d | params_d) → shape params.shape[:-2] (broadcast over leading sample dims)."""
@@ -60,6 +81,10 @@ class Likelihood:
         """Model-space values → [0, 1] for pictures."""
         return x.float().clamp(0, 1)
 
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        """Model-space values → 8-bit pixels (only where ``supports_images``)."""
+        raise VaekitError(f"the {self.name!r} likelihood does not model 8-bit pixels")
+
     def training_transform(self, x: torch.Tensor, raw_dtype: np.dtype, binarize: str,
                            seed: int) -> tuple[torch.Tensor, str]:
         """(prepared data, per-batch transform kind) for training; only Bernoulli data can be binarized."""
@@ -85,11 +110,17 @@ def _is_uint8_like(x: np.ndarray) -> bool:
     return bool(np.issubdtype(x.dtype, np.integer) and x.size and x.min() >= 0 and x.max() <= 255)
 
 
+def _pixels(v: torch.Tensor) -> np.ndarray:
+    return np.clip(np.round(v.detach().double().cpu().numpy()), 0, 255).astype(np.uint8)
+
+
+@LIKELIHOODS.register("bernoulli")
 class Bernoulli(Likelihood):
     """log p(x|z) = Σ_d x_d·l_d − softplus(l_d), logits l = decoder(z). Data in [0, 1]."""
 
     name = "bernoulli"
     discrete_bits = 1.0
+    supports_images = True
 
     def log_prob_dims(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         logits = _up(params[..., 0, :])
@@ -116,6 +147,10 @@ class Bernoulli(Likelihood):
     def to_output(self, x: torch.Tensor) -> np.ndarray:
         return x.detach().float().cpu().numpy()
 
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        """p·255."""
+        return _pixels(x * 255)
+
     def training_transform(self, x: torch.Tensor, raw_dtype: np.dtype, binarize: str,
                            seed: int) -> tuple[torch.Tensor, str]:
         """'static': x ~ Bernoulli(p) once from a seeded generator; 'dynamic': re-drawn every batch."""
@@ -129,13 +164,19 @@ class Bernoulli(Likelihood):
         return x, "none"
 
 
+@LIKELIHOODS.register("gaussian")
 class Gaussian(Likelihood):
     """log p(x|z) = Σ_d log N(x_d; μ_d, σ²), fixed σ. uint8 pixels are dequantized to (x+u)/256."""
 
     name = "gaussian"
+    supports_images = True
 
     def __init__(self, sigma: float = 0.1) -> None:
         self.sigma = float(sigma)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Likelihood:
+        return cls(cfg.gaussian_sigma)
 
     def _logvar(self, params: torch.Tensor) -> torch.Tensor | float:
         return 2 * math.log(self.sigma)
@@ -174,16 +215,26 @@ class Gaussian(Likelihood):
         x, _ = super().training_transform(x, raw_dtype, binarize, seed)
         return x, "dequantize" if raw_dtype == np.uint8 else "none"
 
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        """Dequantised pixels back to 0..255: v·256 − ½."""
+        return _pixels(x * 256 - 0.5)
 
+
+@LIKELIHOODS.register("gaussian_learned")
 class GaussianLearned(Gaussian):
     """log p(x|z) = Σ_d log N(x_d; μ_d, σ_d²) with log σ_d² a decoder output clamped to [logvar_min (−9), 5]."""
 
     name = "gaussian_learned"
     n_params = 2
+    supports_column_variance = True
 
     def __init__(self, logvar_min: float = -9.0) -> None:
         super().__init__(1.0)
         self.logvar_min = float(logvar_min)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Likelihood:
+        return cls(cfg.obs_logvar_min)
 
     def _logvar(self, params: torch.Tensor) -> torch.Tensor:
         return _up(params[..., 1, :]).clamp(self.logvar_min, 5.0)
@@ -194,12 +245,14 @@ class GaussianLearned(Gaussian):
         return mask
 
 
+@LIKELIHOODS.register("logistic")
 class DiscretizedLogistic(Likelihood):
     """p(x|z) = σ((x+½Δ−μ)/s) − σ((x−½Δ−μ)/s) on 256 bins in [−1, 1], edge bins open (PixelCNN++)."""
 
     name = "logistic"
     n_params = 2
     discrete_bits = 8.0
+    supports_images = True
 
     def log_prob_dims(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         mu = _up(params[..., 0, :])
@@ -239,7 +292,12 @@ class DiscretizedLogistic(Likelihood):
         """[−1, 1] → [0, 1]."""
         return ((x.float() + 1) / 2).clamp(0, 1)
 
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        """[−1, 1] → 0..255: (v + 1)·127.5."""
+        return _pixels((x + 1) * 127.5)
 
+
+@LIKELIHOODS.register("categorical")
 class Categorical(Likelihood):
     """log p(x|z) = Σ_d log softmax(l_d)[x_d], K categories per dimension; data are integers 0..K−1."""
 
@@ -248,6 +306,16 @@ class Categorical(Likelihood):
     def __init__(self, n_categories: int) -> None:
         self.n_params = int(n_categories)
         self.discrete_bits = math.log2(self.n_params)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Likelihood:
+        return cls(cfg.n_categories)
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        super().check_config(cfg)
+        if cfg.n_categories < 2:
+            raise VaekitError("likelihood 'categorical' needs n_categories >= 2")
 
     def log_prob_dims(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(_up(params), dim=-2)
@@ -269,6 +337,7 @@ class Categorical(Likelihood):
         return torch.from_numpy(np.asarray(x, dtype=np.float32))
 
 
+@LIKELIHOODS.register("mixed")
 class MixedTabular(Likelihood):
     """log p(x|z) = Σ_j m_j · log p_j(x_j | θ_j(z)), per column j: N(μ, σ²) (learned σ) / Bernoulli / categorical.
 
@@ -278,6 +347,7 @@ class MixedTabular(Likelihood):
     """
 
     name = "mixed"
+    supports_column_variance = True
 
     def __init__(self, column_kinds: tuple[str, ...], column_sizes: tuple[int, ...], logvar_min: float = -9.0) -> None:
         self.kinds, self.sizes, self.logvar_min = tuple(column_kinds), tuple(column_sizes), float(logvar_min)
@@ -300,6 +370,29 @@ class MixedTabular(Likelihood):
         self.cont_in, self.cont_out = torch.tensor(cont_in, dtype=torch.long), torch.tensor(cont_out, dtype=torch.long)
         self.bin_in, self.bin_out = torch.tensor(bin_in, dtype=torch.long), torch.tensor(bin_out, dtype=torch.long)
         self.inverse = torch.argsort(torch.tensor(order_cont + order_bin + order_cat, dtype=torch.long))
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Likelihood:
+        return cls(cfg.column_kinds, cfg.column_sizes, cfg.obs_logvar_min)
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Mixed tables: one input per continuous/binary column, K per categorical one, plus one mask bit per column."""
+        super().check_config(cfg)
+        kinds, sizes = cfg.column_kinds, cfg.column_sizes
+        if not kinds or len(kinds) != len(sizes):
+            raise VaekitError("likelihood 'mixed' needs column_kinds and column_sizes of equal, non-zero length")
+        bad = sorted({k for k in kinds if k not in COLUMN_KINDS})
+        if bad:
+            raise VaekitError(f"column kind(s) {bad} not in {list(COLUMN_KINDS)}")
+        if any(n < 2 for k, n in zip(kinds, sizes) if k == "categorical"):
+            raise VaekitError("likelihood 'mixed': every categorical column needs column_sizes >= 2")
+        if cfg.arch != "mlp":
+            raise VaekitError("likelihood 'mixed' needs arch 'mlp'")
+        expected = sum(n if k == "categorical" else 1 for k, n in zip(kinds, sizes)) + len(kinds)
+        if tuple(cfg.input_shape) != (expected,):
+            raise VaekitError(f"likelihood 'mixed': input_shape must be ({expected},) for these columns "
+                              f"(values + one mask bit per column), got {tuple(cfg.input_shape)}")
 
     def _per_kind(self, params: torch.Tensor, x: torch.Tensor, fc: Any, fb: Any, fk: Any) -> torch.Tensor:
         """Apply per-kind column functions and put the columns back in schema order, masked → (…, N, C)."""
@@ -375,16 +468,7 @@ class MixedTabular(Likelihood):
 
 def make_likelihood(name: str, *, sigma: float = 0.1, n_categories: int = 0, logvar_min: float = -9.0,
                     column_kinds: tuple[str, ...] = (), column_sizes: tuple[int, ...] = ()) -> Likelihood:
-    if name == "bernoulli":
-        return Bernoulli()
-    if name == "gaussian":
-        return Gaussian(sigma)
-    if name == "gaussian_learned":
-        return GaussianLearned(logvar_min)
-    if name == "mixed":
-        return MixedTabular(column_kinds, column_sizes, logvar_min)
-    if name == "logistic":
-        return DiscretizedLogistic()
-    if name == "categorical":
-        return Categorical(n_categories)
-    raise DataError(f"unknown likelihood {name!r}")
+    """The likelihood registered as ``name``, its settings given as keywords (for callers without a ModelConfig)."""
+    settings = SimpleNamespace(gaussian_sigma=sigma, n_categories=n_categories, obs_logvar_min=logvar_min,
+                               column_kinds=tuple(column_kinds), column_sizes=tuple(column_sizes))
+    return LIKELIHOODS.get(name).from_config(settings)

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.core.config import ModelConfig
-from vaekit.core.likelihoods import Likelihood, make_likelihood
+from vaekit.core.likelihoods import LIKELIHOODS, Likelihood
 from vaekit.core.nn import make_decoder, make_encoder
 from vaekit.core.nn.blocks import ColumnVariance
-from vaekit.core.priors import Prior, gaussian_log_prob, make_prior
+from vaekit.core.priors import PRIORS, Prior, gaussian_log_prob
 
 
 @dataclass
@@ -34,9 +34,7 @@ class VAE(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.likelihood: Likelihood = make_likelihood(
-            config.likelihood, sigma=config.gaussian_sigma, n_categories=config.n_categories,
-            logvar_min=config.obs_logvar_min, column_kinds=config.column_kinds, column_sizes=config.column_sizes)
+        self.likelihood: Likelihood = LIKELIHOODS.get(config.likelihood).from_config(config)
         self.encoder = make_encoder(config)
         self.to_posterior = nn.Linear(self.encoder.out_dim, 2 * config.latent_dim)
         self.decoder = make_decoder(config, self.likelihood.n_params, self.likelihood.out_dim)
@@ -44,7 +42,7 @@ class VAE(nn.Module):
             mask = self.likelihood.logvar_mask(self.decoder.data_dim)
             assert mask is not None
             self.decoder = ColumnVariance(self.decoder, mask)
-        self.prior: Prior = make_prior(config.prior, config.latent_dim)
+        self.prior: Prior = PRIORS.get(config.prior).from_config(config)
 
     # --- encoder -------------------------------------------------------------------------------
     def _with_condition(self, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
@@ -71,7 +69,10 @@ class VAE(nn.Module):
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """z = μ + σ·ε, ε ~ N(0, I); k > 0 draws k samples → (k, N, d)."""
         shape = (k, *mu.shape) if k else mu.shape
-        eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if generator is not None:  # private draws come from the generator's device: the same on CPU and GPU
+            eps = torch.randn(shape, generator=generator, device=generator.device, dtype=mu.dtype).to(mu.device)
+        else:
+            eps = torch.randn(shape, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def log_q(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,21 @@
-"""Priors p(z) behind one small interface, so VampPrior / flows / hierarchical priors plug in later."""
+"""Priors p(z) behind one small interface, so VampPrior / flows / hierarchical priors plug in later.
+
+A prior registers under its config name in ``PRIORS`` (``@PRIORS.register("my_prior")``); the VAE builds it with
+``PRIORS.get(cfg.prior).from_config(cfg)``, by default ``cls(cfg.latent_dim)``.
+"""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from vaekit.errors import VaekitError
+from vaekit.registry import Registry
 
 LOG_2PI = math.log(2 * math.pi)
+
+PRIORS: Registry[type[Prior]] = Registry("prior")
 
 
 def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -23,6 +30,11 @@ class Prior(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> Prior:
+        """The prior a ModelConfig ``cfg`` asks for; override to read more config fields than ``latent_dim``."""
+        return cls(cfg.latent_dim)
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -34,6 +46,7 @@ class Prior(nn.Module):
         return None
 
 
+@PRIORS.register("standard_normal")
 class StandardNormal(Prior):
     """p(z) = N(0, I); KL(N(μ,σ²) ‖ N(0,1)) = ½(μ² + σ² − 1 − log σ²) per dimension."""
 
@@ -45,10 +58,3 @@ class StandardNormal(Prior):
 
     def kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def make_prior(name: str, latent_dim: int) -> Prior:
-    if name == "standard_normal":
-        return StandardNormal(latent_dim)
-
-    raise VaekitError(f"unknown prior {name!r}")

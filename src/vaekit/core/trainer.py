@@ -75,7 +75,7 @@ def validate(model: VAE, x: torch.Tensor, c: torch.Tensor | None, batch_size: in
     """Mean ELBO terms on held-out data with a fixed-seed draw (does not touch the global RNG);
     with k > 1 also the IWAE bound ``iwae`` = E log (1/k) Σ w_i."""
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # CPU draws, moved to the device: same on every device
     tot = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
     if k > 1:
         tot["iwae"] = 0.0
@@ -86,7 +86,7 @@ def validate(model: VAE, x: torch.Tensor, c: torch.Tensor | None, batch_size: in
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
         cb = None if c is None else c[i:i + batch_size]
-        with autocast(precision):
+        with autocast(precision, xb.device):
             out = model(xb, cb, generator=gen)
         log_px = model.log_px(out.params.float(), xb)
         kl = model.prior.kl(out.mu.float(), out.logvar.float())
@@ -257,7 +257,7 @@ class Trainer:
                                      "train_recon": means[1], "train_kl": means[2]}
             val_metric = means[0]
             if x_valid_d is not None and len(x_valid_d) and (epoch + 1) % cfg.val_every == 0:
-                k = cfg.iwae_k if cfg.objective == "iwae" else 1
+                k = int(getattr(self.objective, "k", 1))  # validate the bound being trained
                 v = validate(model, x_valid_d, c_valid_d, max(cfg.batch_size, 500), precision, cfg.seed + 2, k)
                 row.update({f"val_{key}": val for key, val in v.items()})
                 val_metric = -v.get("iwae", v["elbo"])  # keep-best on the bound being trained

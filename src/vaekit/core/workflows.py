@@ -18,8 +18,15 @@ from vaekit.core.preprocess import prepare
 from vaekit.core.trainer import CHECKPOINT, MODEL_DIR, History, Trainer
 from vaekit.data import Dataset, infer_image_shape, load_array, load_splits
 from vaekit.errors import CheckpointError, DataError, VaekitError
-from vaekit.files import atomic_save, atomic_write_text
+from vaekit.files import atomic_save, atomic_write_text, read_json
 from vaekit.plots import save_grid
+from vaekit.runtime import (
+    resolve_device,
+    resolve_precision,
+    resolve_threads,
+    seed_everything,
+)
+from vaekit.runtime import threads as runtime_threads
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -70,9 +77,14 @@ def train(data: str | Path, out: str | Path, model_config: ModelConfig | None = 
         raise VaekitError(f"{out}: already holds a training run; pass --resume to continue it or choose another --out")
     run_file = out / "run.json"
     if resume and run_file.is_file():
-        saved = json.loads(run_file.read_text())
-        mcfg = ModelConfig.from_dict(saved["model"])
-        tcfg = replace(TrainConfig.from_dict(saved["train"]), time_limit_min=tcfg.time_limit_min)
+        saved = read_json(run_file, "run file")
+        try:
+            mcfg = ModelConfig.from_dict(saved["model"])
+            saved_t = TrainConfig.from_dict(saved["train"])
+        except (KeyError, TypeError, VaekitError) as e:
+            raise CheckpointError(f"{run_file}: not a valid vaekit run file ({e})") from None
+        # what may differ on resume: this invocation's time limit, device and threads
+        tcfg = replace(saved_t, time_limit_min=tcfg.time_limit_min, device=tcfg.device, num_threads=tcfg.num_threads)
         conditional = mcfg.n_conditions > 0
     splits = load_splits(data, seed=tcfg.seed)
     tr, va = splits["train"], splits.get("valid")
@@ -85,6 +97,7 @@ def train(data: str | Path, out: str | Path, model_config: ModelConfig | None = 
             n_cond = int(np.max(tr.y)) + 1
         shape = infer_image_shape(tr.x)  # (C, H, W) for images, (D,) for other vectors
         mcfg = replace(base, input_shape=shape, n_conditions=n_cond)
+    seed_everything(tcfg.seed)  # before the model is built: its initial weights come from the seed
     model = VAE(mcfg)
     x_tr, tf = prepare(tr.x, model.likelihood, tr.source, tcfg.binarize, seed=tcfg.seed)
     x_va = None
@@ -104,17 +117,21 @@ def train(data: str | Path, out: str | Path, model_config: ModelConfig | None = 
 
 def evaluate_file(model_dir: str | Path, data: str | Path, split: str = "test", k: int = 5000,
                   batch_size: int = 100, precision: str = "fp32", seed: int = 0, limit: int = 0,
-                  progress: bool = False) -> dict[str, Any]:
+                  progress: bool = False, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """IS-NLL, ELBO, KL, bits/dim of a trained model on one split of a data file."""
     model, extra = load(model_dir)
+    dev = resolve_device(device)
     ds = load_array(data, split if Path(data).suffix == ".npz" else None)
     x, c = prepare_for_model(model, extra, ds)
     if limit:
         x, c = x[:limit], None if c is None else c[:limit]
     if k < 1:
         raise VaekitError(f"k must be >= 1, got {k}")
-    res = evaluate(model, x, k=k, batch_size=batch_size, c=c, seed=seed, precision=precision,
-                   dequantized_8bit=extra.get("data", {}).get("dequantized_8bit", False), progress=progress)
+    n_params = sum(p.numel() for p in model.parameters())
+    with runtime_threads(resolve_threads(threads or None, n_params)):
+        res = evaluate(model.to(dev), x.to(dev), k=k, batch_size=batch_size, c=None if c is None else c.to(dev),
+                       seed=seed, precision=resolve_precision(precision, dev),
+                       dequantized_8bit=extra.get("data", {}).get("dequantized_8bit", False), progress=progress)
     res.update({"data": str(data), "split": split})
     return res
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import gzip
 import math
+import warnings
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any, Iterator
 
 import numpy as np
 
@@ -22,7 +26,12 @@ SPLIT_ALIASES = {"train": ("train", "x_train", "X_train"),
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-MAX_IDX_BYTES = 8 << 30
+# Untrusted sizes are checked against these before anything is allocated or decoded:
+MAX_ARRAY_BYTES = 1 << 30  # one array read from a file (.npy, an .npz member, IDX, an image folder, a table): ≤ 1 GiB
+MAX_ARRAY_VALUES = 1 << 28  # … and ≤ 268,435,456 values (1 GiB once converted to float32)
+MAX_IDX_BYTES = MAX_ARRAY_BYTES
+MAX_IMAGE_PIXELS = 1 << 24  # one image: ≤ 16,777,216 pixels (e.g. 4096×4096), read from its header before decoding
+MAX_NPZ_MEMBERS = 10_000
 
 
 @dataclass
@@ -39,6 +48,72 @@ def _label_key(npz: "np.lib.npyio.NpzFile", key: str) -> str | None:
         if cand != key and cand in npz.files:
             return cand
     return None
+
+
+def check_array_size(shape: tuple[int, ...], dtype: np.dtype, source: str, available: int | None = None) -> None:
+    """Refuse (DataError) an array a header declares before it is allocated: more than MAX_ARRAY_VALUES values or
+    MAX_ARRAY_BYTES bytes, or more bytes than the file holds (``available``)."""
+    n = math.prod(shape)
+    nbytes = n * dtype.itemsize
+    if n > MAX_ARRAY_VALUES or nbytes > MAX_ARRAY_BYTES:
+        raise DataError(f"{source}: header declares an array of shape {tuple(shape)} ({nbytes} bytes), more than the "
+                        f"{MAX_ARRAY_BYTES} bytes / {MAX_ARRAY_VALUES} values allowed")
+    if available is not None and nbytes > available:
+        raise DataError(f"{source}: truncated (header declares shape {tuple(shape)} {dtype} = {nbytes} bytes, "
+                        f"the file holds {available})")
+
+
+def npy_header(f: IO[bytes], source: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the ``.npy`` stream ``f`` from its magic and header alone; bad magic/header or an object
+    dtype (pickle) → DataError."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except (ValueError, SyntaxError, TypeError, EOFError, RecursionError, MemoryError) as e:
+        raise DataError(f"{source}: not a readable .npy array ({e.__class__.__name__}: "
+                        f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    if dtype.hasobject:
+        raise DataError(f"{source}: holds Python objects (would need pickle); only numeric arrays are read")
+    return tuple(int(s) for s in shape), dtype
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    """A ``.npy`` array, its header checked against the file size and the memory limits before loading."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            shape, dtype = npy_header(f, str(path))
+            check_array_size(shape, dtype, str(path), path.stat().st_size - f.tell())
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npy file ({e})") from None
+
+
+def _check_npz_members(path: Path, keys: list[str]) -> None:
+    """Each member to be loaded: its uncompressed size (zip directory) and its .npy header checked before reading."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_NPZ_MEMBERS:
+                raise DataError(f"{path}: {len(infos)} arrays in one .npz, more than the {MAX_NPZ_MEMBERS} allowed")
+            by_name = {i.filename: i for i in infos}
+            for key in keys:
+                info = by_name.get(f"{key}.npy") or by_name.get(key)
+                if info is None:
+                    continue
+                if info.file_size > MAX_ARRAY_BYTES + 65536:
+                    raise DataError(f"{path}[{key}]: {info.file_size} bytes uncompressed, more than the "
+                                    f"{MAX_ARRAY_BYTES} allowed for one array")
+                with zf.open(info) as f:
+                    shape, dtype = npy_header(f, f"{path}[{key}]")
+                    header_len = f.tell()
+                check_array_size(shape, dtype, f"{path}[{key}]", info.file_size - header_len)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e.__class__.__name__}: {e})") from None
 
 
 def _load_npz(path: Path, split: str | None) -> Dataset:
@@ -70,12 +145,15 @@ def _load_npz(path: Path, split: str | None) -> Dataset:
                 if len(keys) != 1:
                     raise DataError(f"{path}: cannot tell which array holds the data (keys: {keys}); name a split")
                 key = keys[0]
+        lk = "y" if key == "X" and "y" in keys else _label_key(npz, key)
+        _check_npz_members(path, [key] + ([lk] if lk else []))
         try:
             x = npz[key]
-            lk = "y" if key == "X" and "y" in keys else _label_key(npz, key)
             y = npz[lk] if lk else None
         except ValueError as e:
             raise DataError(f"{path}: array {key!r} cannot be read without pickle ({e})") from None
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+            raise DataError(f"{path}: array {key!r} is corrupt ({e.__class__.__name__}: {e})") from None
     if y is not None and len(y) != len(x):
         raise DataError(f"{path}: {len(x)} examples but {len(y)} labels")
     return Dataset(x, y, f"{path}[{key}]")
@@ -97,6 +175,8 @@ def read_idx(path: Path) -> np.ndarray:
             n_bytes = math.prod(dims) * dtype.itemsize
             if n_bytes > MAX_IDX_BYTES:
                 raise DataError(f"{path}: IDX header declares {n_bytes} bytes, more than the {MAX_IDX_BYTES} allowed")
+            check_array_size(tuple(dims), dtype, str(path),
+                             None if opener is gzip.open else path.stat().st_size - 4 - 4 * head[3])
             body = f.read(n_bytes)
             if len(body) != n_bytes:
                 raise DataError(f"{path}: IDX data is truncated ({len(body)} of {n_bytes} bytes)")
@@ -107,19 +187,50 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _load_images(path: Path) -> Dataset:
+@contextmanager
+def open_image(path: str | Path, what: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Iterator[Any]:
+    """A PIL image opened lazily: its declared width × height is checked against ``max_pixels`` (and PIL's own
+    decompression-bomb limit is reported as one line) before any pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: {what} is too large ({e}); at most {max_pixels} pixels are allowed") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: not a readable {what} ({e.__class__.__name__}: {e})") from None
+    with im:
+        w, h = im.size
+        if w * h > max_pixels:
+            raise DataError(f"{path}: {what} is {w}×{h} = {w * h} pixels, more than the {max_pixels} allowed")
+        yield im
+
+
+def _image_array(p: Path, im: Any) -> np.ndarray:
+    from PIL import UnidentifiedImageError
+
+    try:
+        return np.asarray(im.convert("L" if im.mode in ("1", "L", "LA") else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{p}: not a readable image ({e.__class__.__name__}: {e})") from None
+
+
+def _load_images(path: Path) -> Dataset:
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"{path}: no PNG/JPEG images found in the folder")
     arrays, labels = [], []
+    total = 0
     for p in files:
-        try:
-            with Image.open(p) as im:
-                a = np.asarray(im.convert("L" if im.mode in ("1", "L", "LA") else "RGB"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{p}: not a readable image ({e})") from None
+        with open_image(p) as im:
+            channels = 1 if im.mode in ("1", "L", "LA") else 3
+            total += im.size[0] * im.size[1] * channels
+            if total > MAX_ARRAY_VALUES:
+                raise DataError(f"{path}: the images hold more than the {MAX_ARRAY_VALUES} values allowed "
+                                f"(stopped at {p.name}, image {len(arrays) + 1} of {len(files)})")
+            a = _image_array(p, im)
         if arrays and a.shape != arrays[0].shape:
             raise DataError(f"{p}: image shape {a.shape} differs from {arrays[0].shape} of {files[0].name}; "
                             "resize the images to one size")
@@ -136,6 +247,22 @@ def _load_images(path: Path) -> Dataset:
 def _load_table(path: Path) -> Dataset:
     import pandas as pd
 
+    size = path.stat().st_size
+    if size > MAX_ARRAY_BYTES:
+        raise DataError(f"{path}: {size} bytes, more than the {MAX_ARRAY_BYTES} allowed for a data table")
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.read_metadata(path)
+            if meta.num_rows * max(1, meta.num_columns) > MAX_ARRAY_VALUES:
+                raise DataError(f"{path}: {meta.num_rows} rows × {meta.num_columns} columns, more than the "
+                                f"{MAX_ARRAY_VALUES} values allowed")
+        except (ImportError, OSError, ValueError) as e:
+            if isinstance(e, DataError):
+                raise
+            if not isinstance(e, ImportError):
+                raise DataError(f"{path}: cannot read table ({e.__class__.__name__}: {str(e)[:200]})") from None
     try:
         df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as e:  # pandas raises many types for malformed files
@@ -157,10 +284,7 @@ def load_array(path: str | Path, split: str | None = None) -> Dataset:
     elif path.suffix == ".npz":
         ds = _load_npz(path, split)
     elif path.suffix == ".npy":
-        try:
-            ds = Dataset(np.load(path, allow_pickle=False), None, str(path))
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: not a readable .npy file ({e})") from None
+        ds = Dataset(load_npy(path), None, str(path))
     elif "idx" in path.name or suffixes.endswith("ubyte.gz") or path.name.endswith("ubyte"):
         ds = Dataset(read_idx(path), None, str(path))
     elif path.suffix.lower() in (".csv", ".parquet"):
@@ -177,13 +301,8 @@ def load_array(path: str | Path, split: str | None = None) -> Dataset:
 
 
 def _load_images_single(path: Path) -> Dataset:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            a = np.asarray(im.convert("L" if im.mode in ("1", "L", "LA") else "RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: not a readable image ({e})") from None
+    with open_image(path) as im:
+        a = _image_array(path, im)
     return Dataset(a[None] if a.ndim == 2 else a.transpose(2, 0, 1)[None], None, str(path))
 
 

@@ -1,22 +1,31 @@
-"""Building blocks. Encoders map x (N, *input_shape) → h (N, out_dim); decoders map z (N, d) → (N, P, D)."""
+"""Building blocks. Encoders map x (N, *input_shape) → h (N, out_dim); decoders map z (N, d) → (N, P, D).
+
+An architecture is an encoder registered in ``ENCODERS`` and a decoder registered in ``DECODERS`` under the same
+``arch`` name; activations are registered in ``ACTIVATIONS``. ``cfg`` is a ModelConfig (duck-typed here: the config
+imports this module to validate names, so this module does not import the config).
+"""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from vaekit.core.config import ModelConfig
 from vaekit.errors import VaekitError
+from vaekit.registry import Registry
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus,
-               "silu": nn.SiLU}
+ACTIVATIONS: Registry[type[nn.Module]] = Registry("activation")
+ENCODERS: Registry[type[Encoder]] = Registry("arch")
+DECODERS: Registry[type[Decoder]] = Registry("decoder for arch")
+
+for _name, _act in {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus,
+                    "silu": nn.SiLU}.items():
+    ACTIVATIONS.register(_name)(_act)
 
 
 def activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise VaekitError(f"activation {name!r} is not one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+    return ACTIVATIONS.get(name)()
 
 
 def mlp(sizes: list[int], act: str, last_act: bool) -> nn.Sequential:
@@ -28,10 +37,37 @@ def mlp(sizes: list[int], act: str, last_act: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MLPEncoder(nn.Module):
+class Encoder(nn.Module):
+    """x (N, *input_shape) → h (N, out_dim); subclasses set ``out_dim`` and register with ``@ENCODERS.register``."""
+
+    out_dim: int
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Encoder:
+        return cls(cfg)
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Refuse (one-line VaekitError) a ModelConfig this architecture cannot serve."""
+
+
+class Decoder(nn.Module):
+    """z (…, N, d) → (…, N, P, D); subclasses set ``n_params``/``data_dim`` and register with ``@DECODERS.register``."""
+
+    n_params: int
+    data_dim: int
+
+    @classmethod
+    def from_config(cls, cfg: Any, n_params: int, out_dim: int | None = None) -> Decoder:
+        """P = ``n_params`` outputs per data dimension; ``out_dim`` is the decoder width D when it is not the data's."""
+        return cls(cfg, n_params, out_dim)
+
+
+@ENCODERS.register("mlp")
+class MLPEncoder(Encoder):
     """h = MLP(flatten(x) ⊕ c)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: Any) -> None:
         super().__init__()
         self.net = mlp([cfg.data_dim + cfg.n_conditions, *cfg.hidden], cfg.activation, last_act=True)
         self.out_dim = cfg.hidden[-1] if cfg.hidden else cfg.data_dim + cfg.n_conditions
@@ -40,10 +76,11 @@ class MLPEncoder(nn.Module):
         return self.net(x.flatten(1))
 
 
-class MLPDecoder(nn.Module):
+@DECODERS.register("mlp")
+class MLPDecoder(Decoder):
     """θ = MLP(z ⊕ c), reshaped to (N, P, D): P parameters per data dimension (D = out_dim or the data width)."""
 
-    def __init__(self, cfg: ModelConfig, n_params: int, out_dim: int | None = None) -> None:
+    def __init__(self, cfg: Any, n_params: int, out_dim: int | None = None) -> None:
         super().__init__()
         self.n_params, self.data_dim = n_params, out_dim or cfg.data_dim
         sizes = [cfg.latent_dim + cfg.n_conditions, *reversed(cfg.hidden), n_params * self.data_dim]
@@ -53,10 +90,16 @@ class MLPDecoder(nn.Module):
         return self.net(z).unflatten(-1, (self.n_params, self.data_dim))
 
 
-class ConvEncoder(nn.Module):
+@ENCODERS.register("conv")
+class ConvEncoder(Encoder):
     """h = MLP(flatten(conv_stride2^L(x))) for (C, H, W) images of any size."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        if len(cfg.input_shape) != 3:
+            raise VaekitError(f"arch 'conv' needs input_shape (C, H, W), got {tuple(cfg.input_shape)}")
+
+    def __init__(self, cfg: Any) -> None:
         super().__init__()
         c, h, w = cfg.input_shape
         layers: list[nn.Module] = []
@@ -78,10 +121,15 @@ class ConvEncoder(nn.Module):
         return self.fc(h if cond is None else torch.cat([h, cond], 1))
 
 
-class ConvDecoder(nn.Module):
+@DECODERS.register("conv")
+class ConvDecoder(Decoder):
     """θ = crop(convT^L(fc(z))) → (N, P, C·H·W)."""
 
-    def __init__(self, cfg: ModelConfig, n_params: int) -> None:
+    @classmethod
+    def from_config(cls, cfg: Any, n_params: int, out_dim: int | None = None) -> Decoder:
+        return cls(cfg, n_params)  # always the image's C·H·W outputs
+
+    def __init__(self, cfg: Any, n_params: int) -> None:
         super().__init__()
         c, h, w = cfg.input_shape
         levels = len(cfg.channels)
@@ -97,7 +145,7 @@ class ConvDecoder(nn.Module):
             if i + 1 < len(chans):
                 layers.append(activation(cfg.activation))
         self.deconv = nn.Sequential(*layers)
-        self.c0, self.shape, self.n_params = chans[0], (c, h, w), n_params
+        self.c0, self.shape, self.n_params, self.data_dim = chans[0], (c, h, w), n_params, c * h * w
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]
@@ -124,9 +172,11 @@ class ColumnVariance(nn.Module):
         return torch.where(self.mask, full.to(out.dtype), out)
 
 
-def make_encoder(cfg: ModelConfig) -> nn.Module:
-    return ConvEncoder(cfg) if cfg.arch == "conv" else MLPEncoder(cfg)
+def make_encoder(cfg: Any) -> Encoder:
+    """The encoder registered for ``cfg.arch``."""
+    return ENCODERS.get(cfg.arch).from_config(cfg)
 
 
-def make_decoder(cfg: ModelConfig, n_params: int, out_dim: int | None = None) -> nn.Module:
-    return ConvDecoder(cfg, n_params) if cfg.arch == "conv" else MLPDecoder(cfg, n_params, out_dim)
+def make_decoder(cfg: Any, n_params: int, out_dim: int | None = None) -> Decoder:
+    """The decoder registered for ``cfg.arch``, with ``n_params`` outputs per data dimension."""
+    return DECODERS.get(cfg.arch).from_config(cfg, n_params, out_dim)

@@ -13,7 +13,7 @@ from vaekit.files import atomic_write_text
 from vaekit.jobs.anomaly.detector import VAEAnomalyDetector
 from vaekit.jobs.anomaly.files import load_detector, score_file
 from vaekit.jobs.anomaly.folder import DETECTOR_FILE
-from vaekit.options import column_kinds, ints, names
+from vaekit.options import column_kinds, device_option, ints, names, threads_option
 from vaekit.plots import save_histogram
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -41,6 +41,8 @@ def anomaly_fit(
     unknown: str = typer.Option("error", help="Unseen categories when scoring: error | missing."),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a detector already in --out."),
+    device: str = device_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Fit a VAE anomaly detector on a table; writes the model folder and a histogram of the training scores."""
 
@@ -59,7 +61,8 @@ def anomaly_fit(
         raise VaekitError(f"--contamination must be a number or 'auto', got {contamination!r}") from None
     det = VAEAnomalyDetector(score_type=score, k=k, contamination=cont, latent_dim=latent_dim, hidden=ints(hidden, "hidden"),
                              max_steps=max_steps, n_models=n_models, column_transform=transform, column_kinds=kinds or None,
-                             allow_missing=allow_missing, unknown_category=unknown, random_state=seed)
+                             allow_missing=allow_missing, unknown_category=unknown, random_state=seed,
+                             device=device, n_threads=threads or None)
     det.fit(df)
     det.save(out)
     atomic_write_text(out / IGNORE_FILE, json.dumps({"ignore": drop}))
@@ -80,10 +83,13 @@ def anomaly_score(
     chunksize: int = typer.Option(50_000, "--chunksize", help="Rows per chunk (bounds memory)."),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Column copied to the output, not scored."),
     top: int = typer.Option(3, "--top", help="Top contributing columns listed per row."),
+    device: str = device_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Score a table in chunks: anomaly score (higher = more abnormal), label (1 = outlier), top columns."""
 
-    det = load_detector(model_dir)
+    det = load_detector(model_dir).set_params(device=device, n_threads=threads or None)
+    det._check_params()  # an unknown --device or a missing GPU: one line, before any file is read
     cli_file = model_dir / IGNORE_FILE
     ignore = json.loads(cli_file.read_text()).get("ignore", []) if cli_file.is_file() else []
     res = score_file(det, data, out, chunksize, id_column, top, None if no_plot else (plot or out.with_suffix(".png")),

@@ -31,6 +31,7 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from vaekit.core.budget import scaled_steps
 from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.core.likelihoods import make_likelihood
 from vaekit.core.model import VAE
@@ -39,6 +40,7 @@ from vaekit.core.trainer import Trainer
 from vaekit.data.tabular import Column, TabularSchema, named
 from vaekit.errors import DataError, VaekitError
 from vaekit.jobs.anomaly.folder import load_detector, save_detector
+from vaekit.runtime import resolve_device, resolve_threads, threads
 
 SCORES = ("elbo", "nll", "recon_prob", "recon_error")
 LIKELIHOODS = ("auto", "mixed", "bernoulli", "gaussian", "gaussian_learned")
@@ -75,6 +77,14 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
     Fitted attributes: ``decision_scores_`` (training scores), ``threshold_``, ``labels_`` (== predict(X_train)),
     ``models_`` (the VAEs), ``schema_`` (the :class:`TabularSchema`, for the mixed likelihood), ``columns_``,
     ``feature_baseline_`` (training median of each column's term), ``n_features_in_``.
+
+    Training budget per member, sized to the data (n = training rows after the hold-out, b = ``batch_size``):
+    steps = min(max_steps, max(100, ⌈max_steps · min(1, n/b)²⌉)) — the full ``max_steps`` once the rows fill a
+    batch (n ≥ 128 by default), ~100 steps for a 30-row table. ``device`` ('auto' | 'cpu' | 'cuda' | 'cuda:N' |
+    'mps') is where training and scoring run (the fitted models are kept on the CPU); ``n_threads`` (None =
+    automatic: ``OMP_NUM_THREADS``, else 1 thread for models under 250k parameters) applies inside fit and scoring
+    only. PyOD's detector API: ``predict(X, return_confidence)``, ``predict_proba(X, method, return_confidence)``,
+    ``predict_confidence(X)``, ``fit_predict(X)``.
     """
 
     def __init__(self, score_type: str = "nll", k: int = 16, contamination: float | str = 0.1, latent_dim: int = 16,
@@ -85,7 +95,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                  n_models: int = 5, likelihood: str = "auto", column_transform: str = "standard",
                  allow_missing: bool | Sequence[str] = False, unknown_category: str = "error",
                  column_kinds: Mapping[str, str] | None = None, random_state: int | None = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, device: str = "auto", n_threads: int | None = None) -> None:
         self.score_type = score_type
         self.k = k
         self.contamination = contamination
@@ -110,6 +120,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.column_kinds = column_kinds
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
+        self.n_threads = n_threads
 
     # --- parameters and tags -----------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -126,6 +138,21 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             raise VaekitError("k, n_models, epochs and max_steps must be >= 1")
         if not 0 <= self.validation_fraction < 1:
             raise VaekitError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        resolve_device(self.device)  # a name that is not a device, or a GPU that is not there → VaekitError
+        resolve_threads(self.n_threads)
+
+    def _device(self) -> torch.device:
+        """Where to score: the ``device`` (float64 scoring; MPS has no float64, so scoring stays on the CPU there)."""
+        dev = resolve_device(self.device)
+        return torch.device("cpu") if dev.type == "mps" else dev
+
+    def _threads(self) -> int:
+        n_params = sum(p.numel() for p in self.models_[0].parameters()) if getattr(self, "models_", None) else 0
+        return resolve_threads(self.n_threads, n_params)
+
+    def training_steps(self, n_train: int) -> int:
+        """Optimizer steps per member for ``n_train`` training rows (see the class docstring)."""
+        return scaled_steps(n_train, int(self.batch_size), int(self.max_steps))
 
     @property
     def _mixed(self) -> bool:
@@ -208,9 +235,12 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         reps = math.ceil(MIN_STEPS_PER_EPOCH * bs / len(x_tr))
         if reps > 1:  # small data: an "epoch" is several passes, so validation runs every ~20 steps, not every step
             x_tr = x_tr.repeat(reps, 1)
-        epochs = max(1, min(int(self.epochs), int(self.max_steps) // math.ceil(len(x_tr) / bs)))
-        tcfg = TrainConfig(epochs=epochs, batch_size=bs, lr=self.lr, beta=self.beta, schedule="cosine",
-                           early_stopping=int(self.early_stopping) if n_val else 0, seed=seed, nan_policy="rollback")
+        steps = self.training_steps(n - n_val)
+        epochs = max(1, min(int(self.epochs), steps // math.ceil(len(x_tr) / bs)))
+        tcfg = TrainConfig(epochs=epochs, batch_size=bs, lr=self.lr, beta=self.beta, schedule="cosine", objective="elbo",
+                           warmup_epochs=0.0, precision="fp32",
+                           early_stopping=int(self.early_stopping) if n_val else 0, seed=seed, nan_policy="rollback",
+                           device=str(resolve_device(self.device)), num_threads=int(self.n_threads or 0))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = VAE(mcfg)
@@ -218,7 +248,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             if self.trim > 0:
                 trainer.objective = TrimmedELBO(float(self.trim), float(self.beta))
             trainer.fit(x_tr, x_va)
-        return model.eval().double()  # scoring in float64: a row's score is the same whatever batch it is in
+        # kept on the CPU (moved to the device to score); float64: a row's score is the same whatever batch it is in
+        return model.cpu().eval().double()
 
     def fit(self, X: Any, y: Any = None) -> "VAEAnomalyDetector":
         """Fit on X (labels unused): train the VAEs, score X, set ``threshold_`` and ``labels_``."""
@@ -229,7 +260,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self._seeds = [int(base) + i for i in range(int(self.n_models))]
         self.models_ = [self._fit_member(x, mcfg, s) for s in self._seeds]
         self.columns_ = self.schema_.names if self.schema_ is not None else [f"x{j}" for j in range(x.shape[1])]
-        scores, cols = self._score_encoded(x)
+        with threads(self._threads()):
+            scores, cols = self._score_encoded(x)
         self.decision_scores_ = scores
         self.feature_baseline_ = np.median(cols, axis=0)
         self.threshold_ = self._threshold(scores)
@@ -281,22 +313,29 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         rows = max(32, int(memory_mb * 2**20 / (8 * 4 * k * width)))
         score = np.zeros(len(x), dtype=np.float64)
         cols: np.ndarray | None = None
-        x = x.double()
+        dev = self._device()
+        x = x.double().to(dev)
         for i, model in enumerate(self.models_):
-            eps = self._eps(i)
-            for a in range(0, len(x), rows):
-                s, c = self._terms(model, x[a:a + rows], eps)
-                if cols is None:
-                    cols = np.zeros((len(x), c.shape[1]), dtype=np.float64)
-                score[a:a + rows] += s.numpy()
-                cols[a:a + rows] += c.numpy()
+            eps = self._eps(i).to(dev)
+            model.to(dev)
+            try:
+                for a in range(0, len(x), rows):
+                    s, c = self._terms(model, x[a:a + rows], eps)
+                    if cols is None:
+                        cols = np.zeros((len(x), c.shape[1]), dtype=np.float64)
+                    score[a:a + rows] += s.cpu().numpy()
+                    cols[a:a + rows] += c.cpu().numpy()
+            finally:
+                model.cpu()
         assert cols is not None
         m = len(self.models_)
         return score / m, cols / m
 
     def _details(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "models_")
-        return self._score_encoded(self._encode(X, reset=False))
+        x = self._encode(X, reset=False)
+        with threads(self._threads()):
+            return self._score_encoded(x)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score per row, higher = more abnormal (PyOD convention)."""
@@ -306,9 +345,56 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         """scikit-learn's sign: higher = more normal (= −decision_function)."""
         return -self.decision_function(X)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """1 = outlier (score > threshold_), 0 = inlier (PyOD convention)."""
-        return (self.decision_function(X) > self.threshold_).astype(int)
+    def predict(self, X: Any, return_confidence: bool = False) -> Any:
+        """1 = outlier (score > threshold_), 0 = inlier (PyOD convention); with ``return_confidence`` also
+        :meth:`predict_confidence` → (labels, confidence)."""
+        s = self.decision_function(X)
+        labels = (s > self.threshold_).astype(int)
+        return (labels, self._confidence(s)) if return_confidence else labels
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit on X and return the training labels ``labels_`` (1 = outlier, 0 = inlier)."""
+        return self.fit(X, y).labels_.copy()
+
+    def predict_proba(self, X: Any, method: str = "linear", return_confidence: bool = False) -> Any:
+        """(N, 2) [p(inlier), p(outlier)] in [0, 1], as PyOD: p = clip((s − min) / (max − min), 0, 1) over the
+        training scores (``'linear'``), or p = clip(erf((s − mean) / (sd·√2)), 0, 1) (``'unify'``, Kriegel et al.
+        2011); with ``return_confidence`` also :meth:`predict_confidence` → (probabilities, confidence)."""
+        from scipy.special import erf
+
+        if method not in ("linear", "unify"):
+            raise ValueError(f"method must be 'linear' or 'unify', got {method!r}")
+        check_is_fitted(self, "models_")
+        s, train = self.decision_function(X), self.decision_scores_
+        if method == "linear":
+            lo, span = float(train.min()), float(train.max() - train.min())
+            p = (s - lo) / (span if span > 0 else 1.0)
+        else:
+            sd = float(train.std())
+            p = erf((s - float(train.mean())) / ((sd if sd > 0 else 1.0) * math.sqrt(2)))
+        p = np.clip(p, 0.0, 1.0)
+        probs = np.column_stack([1.0 - p, p])
+        return (probs, self._confidence(s)) if return_confidence else probs
+
+    def predict_confidence(self, X: Any) -> np.ndarray:
+        """PyOD's confidence in each label (Perini et al. 2020), in [0, 1]: how surely the same label would come out
+        of a slightly different training set. With n training scores, m of them <= s and contamination c:
+        p = (1 + m) / (2 + n) (posterior outlier probability), conf = P[Binomial(n, p) > n − ⌊n·c⌋]
+        (1 − that for rows labelled inliers; for ``contamination='auto'`` n·c is the number of flagged training rows).
+        """
+        return self._confidence(self.decision_function(X))
+
+    def _confidence(self, s: np.ndarray) -> np.ndarray:
+        from scipy.special import bdtr
+
+        train = np.sort(self.decision_scores_)
+        n = len(train)
+        m = np.searchsorted(train, s, side="right")
+        post = (1.0 + m) / (2.0 + n)
+        n_out = int(self.labels_.sum()) if self.contamination == "auto" else int(n * float(self.contamination))
+        conf = 1.0 - bdtr(n - n_out, n, post)  # 1 − P[Binomial(n, p) <= n − n_out]
+        labels = s > self.threshold_
+        return np.where(labels, conf, 1.0 - conf)
 
     def shares(self, cols: np.ndarray) -> np.ndarray:
         """Per-column terms → shares of the excess over the training median (rows sum to 1, or 0 if none)."""

@@ -1,5 +1,5 @@
 """The detector folder (every file written atomically, no pickle)::
-    detector.json             format, version, parameters, threshold, seeds, column names (written last)
+    detector.json             format, version, parameters (not device/n_threads), threshold, seeds, column names
     schema.json               the TabularSchema with its fitted transforms (mixed likelihood)
     train_scores.safetensors  decision_scores_ and feature_baseline_
     member_0/ …               one vaekit model folder (config.json + model.safetensors) per ensemble member
@@ -42,6 +42,8 @@ def save_detector(det: Any, directory: str | os.PathLike[str]) -> Path:
         "decision_scores": torch.from_numpy(np.ascontiguousarray(det.decision_scores_)),
         "feature_baseline": torch.from_numpy(np.ascontiguousarray(det.feature_baseline_))}))
     params = det.get_params()
+    for runtime in ("device", "n_threads"):  # where to compute belongs to the machine, not to the model
+        params.pop(runtime, None)
     params["hidden"] = [int(h) for h in params["hidden"]]
     if not isinstance(params["allow_missing"], bool):
         params["allow_missing"] = list(params["allow_missing"])

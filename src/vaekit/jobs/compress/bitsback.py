@@ -191,7 +191,7 @@ class BitsBackCodec:
         meta = box.meta if isinstance(box.meta, dict) else {}
         try:
             n, bits, lik, digest = int(meta["n"]), int(meta["latent_bits"]), str(meta["likelihood"]), meta["data_digest"]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise CorruptFileError(f"{source}: corrupt bits-back header") from None
         if bits != self.latent_bits or lik != self.model.config.likelihood:
             raise CorruptFileError(f"{source}: coded with latent_bits={bits}/{lik}, this codec uses "

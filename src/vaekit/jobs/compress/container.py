@@ -41,6 +41,7 @@ _NAMED = 255
 FP_BYTES = 8
 MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 1 << 40
+MAX_FILE = 256 << 20  # read(): a larger file is refused before it is read (parsing holds ~3 copies in memory)
 _V1_FIXED = struct.Struct("<6sHIQ")
 _V1_DIGEST = 16
 _V2_DIGEST = 8
@@ -201,12 +202,18 @@ def unpack(data: bytes, source: str = "file") -> Container:
 
 
 def read(path: str | Path) -> Container:
-    """Read and verify a .vkz file (size-checked before reading)."""
+    """Read and verify a .vkz file: its magic bytes are read first, then its size is checked against MAX_FILE,
+    and only then is the whole file read."""
     p = Path(path)
     if not p.is_file():
         raise CorruptFileError(f"{p}: file not found")
-    if p.stat().st_size > MAX_PAYLOAD + MAX_HEADER:
-        raise CorruptFileError(f"{p}: too large to be a vaekit compressed file")
+    with p.open("rb") as f:
+        head = f.read(len(MAGIC))
+    if head != MAGIC:
+        raise CorruptFileError(f"{p}: not a vaekit compressed file (bad magic bytes)")
+    size = p.stat().st_size
+    if size > MAX_FILE:
+        raise CorruptFileError(f"{p}: {size} bytes, more than the {MAX_FILE} a vaekit compressed file may have")
     return unpack(p.read_bytes(), str(p))
 
 

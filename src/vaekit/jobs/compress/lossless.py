@@ -1,6 +1,7 @@
 """File-level lossless compression: an array file → ``.vkz`` (bits-back under a trained VAE) → the same array."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,8 @@ import numpy as np
 from vaekit.core.checkpoint import load_model
 from vaekit.core.workflows import resolve_model_dir
 from vaekit.data import load_array
-from vaekit.errors import CorruptFileError, DataError, VaekitError
-from vaekit.jobs.compress.bitsback import CODEC, BitsBackCodec
+from vaekit.errors import CorruptFileError, VaekitError
+from vaekit.jobs.compress.bitsback import CODEC, MAX_ITEMS, BitsBackCodec
 from vaekit.jobs.compress.container import Container, read, write_atomic
 
 
@@ -62,18 +63,34 @@ def decompress_array(box: Container, model_dir: str | Path | None, source: str =
         model_dir = box.meta.get("model_path")
         if not isinstance(model_dir, str):
             raise VaekitError(f"{source}: no model recorded in the file; pass --model")
+    latent_bits = _meta_int(box.meta, "latent_bits", 12, 4, 16, source)
+    n = _meta_int(box.meta, "n", 0, 0, MAX_ITEMS, source)
+    dtype, shape = box.meta.get("dtype", "int32"), box.meta.get("array_shape")
+    if dtype not in ("uint8", "int32", "int64", "bool", "int16", "uint16", "float32", "float64"):
+        raise CorruptFileError(f"{source}: unsupported array dtype {str(dtype)[:40]!r} in the header")
+    if shape is not None and (not isinstance(shape, list) or not 1 <= len(shape) <= 32 or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape)):
+        raise CorruptFileError(f"{source}: corrupt header (array_shape must be a list of integers >= 0)")
     model, _ = _load_model(model_dir)
-    codec = BitsBackCodec(model, latent_bits=int(box.meta.get("latent_bits", 12)))
-    bar = _bar(int(box.meta.get("n", 0)), "decompress", progress)
+    codec = BitsBackCodec(model, latent_bits=latent_bits)
+    bar = _bar(n, "decompress", progress)
     out = codec.decode(box, source, progress=(lambda i: bar.update(1)) if bar else None)
     if bar:
         bar.close()
-    dtype, shape = box.meta.get("dtype", "int32"), box.meta.get("array_shape")
-    if dtype not in ("uint8", "int32", "int64", "bool", "int16", "uint16", "float32", "float64"):
-        raise DataError(f"{source}: unsupported array dtype {dtype!r} in the header")
-    if isinstance(shape, list) and int(np.prod(shape)) == out.size:
-        out = out.reshape([int(s) for s in shape])
+    if shape is not None:
+        if math.prod(shape) != out.size or (shape and shape[0] != len(out)):
+            raise CorruptFileError(f"{source}: corrupt header (array_shape does not fit the {len(out)} decoded "
+                                   "items)")
+        out = out.reshape(shape)
     return out.astype(dtype)
+
+
+def _meta_int(meta: dict[str, Any], key: str, default: int, lo: int, hi: int, source: str) -> int:
+    """An integer field of a bits-back header in lo..hi, else a one-line CorruptFileError."""
+    v = meta.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise CorruptFileError(f"{source}: corrupt header ({key} must be an integer in {lo}..{hi})")
+    return v
 
 
 def decompress_array_file(src: str | Path, dst: str | Path, model_dir: str | Path | None = None,

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaekit.data.loaders import open_image
 from vaekit.errors import CheckpointError, CorruptFileError, DataError, VaekitError
 from vaekit.files import (
     atomic_save,
@@ -40,6 +41,7 @@ from vaekit.jobs.compress.container import (
 )
 from vaekit.jobs.compress.entropy import (
     PRECISION,
+    TOTAL,
     check_tables,
     decode_latents,
     encode_latents,
@@ -50,8 +52,29 @@ from vaekit.jobs.compress.rd_model import RDConfig, RDNet
 CODEC = "vaekit-lossy-image"
 FORMAT, FORMAT_VERSION = "vaekit-codec", 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+# Image size limits, checked (compress: from the image header; decompress: from the .vkz header) before anything is
+# allocated: sides ≤ 32768, ≤ 4,194,304 pixels (2048×2048), and the synthesis transform's working set, measured at
+# ≈ (4.5·N + 48) bytes per pixel for N filters, ≤ DECODE_BYTES (1.25 GiB), so one decode stays under ~1.5 GB.
 MAX_SIDE = 1 << 15
-MAX_PIXELS = 1 << 24
+MAX_PIXELS = 1 << 22
+DECODE_BYTES = 5 << 28
+MAX_CODEC_VALUES = 50_000_000  # weights + tables of all levels of a codec folder, estimated before building
+MIN_PAYLOAD_SLACK_BITS = 128  # a range coder's output is never this much shorter than the symbols' information
+
+
+def decode_bytes(cfg: RDConfig, h: int, w: int) -> int:
+    """Estimated working set (bytes) of coding an h×w image with a codec of this architecture."""
+    return h * w * (5 * cfg.N + 48)
+
+
+def size_problem(cfg: RDConfig, h: int, w: int) -> str | None:
+    """Why an h×w image is out of range for this codec (sides, pixels, working set), or None."""
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and h * w <= MAX_PIXELS):
+        return f"image size {h}×{w} is out of range (sides 1..{MAX_SIDE}, at most {MAX_PIXELS} pixels)"
+    if decode_bytes(cfg, h, w) > DECODE_BYTES:
+        return (f"image size {h}×{w} needs about {decode_bytes(cfg, h, w) >> 20} MiB with this codec (N={cfg.N}), "
+                f"more than the {DECODE_BYTES >> 20} MiB allowed")
+    return None
 
 
 class ImageCodec(nn.Module):
@@ -127,8 +150,14 @@ def load_codec(directory: str | Path) -> ImageCodec:
     if not isinstance(lambdas, list) or not isinstance(doc.get("codec"), dict) or not isinstance(info, list) \
             or len(info) != len(lambdas) or not 1 <= len(lambdas) <= 64:
         raise CheckpointError(f"{directory / CONFIG_FILE}: corrupt codec config (levels/lambdas)")
-    codec = ImageCodec(RDConfig.from_dict(doc["codec"]), lambdas, info)
-    state, _ = read_tensors(directory / WEIGHTS_FILE, "codec weights", doc.get("weights_blake2b"))
+    cfg = RDConfig.from_dict(doc["codec"])
+    n_values = cfg.parameter_estimate * len(lambdas)
+    if n_values > MAX_CODEC_VALUES:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: the codec config describes about {n_values:.3g} values "
+                              f"({len(lambdas)} level(s) of N={cfg.N}, M={cfg.M}, kernel {cfg.kernel}), more than the "
+                              f"{MAX_CODEC_VALUES:,} allowed")
+    codec = ImageCodec(cfg, lambdas, info)
+    state, _ = read_tensors(directory / WEIGHTS_FILE, "codec weights", doc.get("weights_blake2b"), max_values=n_values)
     for q, net in enumerate(codec.levels):
         t = state.get(f"levels.{q}.table_freq")
         if t is None or t.ndim != 2 or t.dtype != torch.int32:
@@ -188,7 +217,11 @@ def _to_uint8(x_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
 def analyse(codec: ImageCodec, image: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
     """(level q, integer latents ŷ = round(g_a(pad(x))) as int32 (M, ⌈H/s⌉, ⌈W/s⌉))."""
     q = codec.level_index(quality)
-    x = torch.from_numpy(_to_chw(image, codec.cfg.channels).astype(np.float32)).div_(255)[None]
+    chw = _to_chw(image, codec.cfg.channels)
+    problem = size_problem(codec.cfg, *chw.shape[1:])
+    if problem:
+        raise DataError(problem)
+    x = torch.from_numpy(chw.astype(np.float32)).div_(255)[None]
     y = codec.levels[q].g_a(pad_image(x, codec.cfg.stride))
     return q, torch.round(y)[0].to(torch.int32).numpy()
 
@@ -232,8 +265,9 @@ def _check_meta(box: Container, codec: ImageCodec, source: str) -> tuple[int, in
     h, w, c, q, _ = _meta_fields(box, source)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (h, w, c, q)):
         raise CorruptFileError(f"{source}: lossy header fields h/w/c/q must be integers")
-    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and h * w <= MAX_PIXELS):
-        raise CorruptFileError(f"{source}: image size {h}×{w} in the header is out of range")
+    problem = size_problem(codec.cfg, h, w)
+    if problem:
+        raise CorruptFileError(f"{source}: header: {problem}")
     if c != codec.cfg.channels:
         raise CorruptFileError(f"{source}: header says {c} channel(s), the codec codes {codec.cfg.channels}")
     if not 0 <= q < len(codec.levels):
@@ -249,20 +283,35 @@ def decompress_image(data: bytes | Container, model: CodecLike, source: str = "d
     h, w, q = _check_meta(box, codec, source)
     s = codec.cfg.stride
     shape = (codec.cfg.M, -(-h // s), -(-w // s))
+    _check_payload(box.payload, shape, codec.tables(q), h, w, source)
     y_hat = decode_latents(box.payload, shape, *codec.tables(q), source=source)
     return synthesize(codec, q, y_hat, h, w)
+
+
+def _check_payload(payload: bytes, shape: tuple[int, int, int], tables: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   h: int, w: int, source: str) -> None:
+    """Refuse an empty payload, or one shorter than the least information the claimed latents can carry: every
+    symbol of channel c costs at least −log₂(max_f_c / 2^P) bits under the integer tables."""
+    if not payload:
+        raise CorruptFileError(f"{source}: empty lossy payload (the header claims a {h}×{w} image)")
+    freq, _, lens = tables
+    fmax = np.array([int(freq[c, :int(lens[c])].max()) for c in range(freq.shape[0])], dtype=np.float64)
+    min_bits = shape[1] * shape[2] * float(-np.log2(fmax / TOTAL).sum())
+    if 8 * len(payload) + MIN_PAYLOAD_SLACK_BITS < min_bits:
+        raise CorruptFileError(f"{source}: the {len(payload)}-byte payload is too short for the {h}×{w} image its "
+                               f"header claims (at least {int(min_bits // 8)} bytes)")
 
 
 # --- files ----------------------------------------------------------------------------------------------------
 def read_image(path: str | Path) -> np.ndarray:
     """PNG/JPEG/... → uint8 H×W (L, 1) or H×W×3 (RGB, P); an opaque alpha channel is dropped, others refused."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image not found")
     try:
-        with Image.open(path) as im:
+        with open_image(path, "image", MAX_PIXELS) as im:  # the declared size is checked before decoding
             im.load()
             mode = im.mode
             if mode in ("RGBA", "LA") and np.asarray(im.getchannel("A")).min() < 255:

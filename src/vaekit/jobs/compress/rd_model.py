@@ -18,6 +18,7 @@ from torch import nn
 from vaekit.errors import CheckpointError
 
 LIKELIHOOD_BOUND = 1e-9
+MAX_FILTERS = 1024  # N and M of a codec config
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,20 @@ class RDConfig:
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise CheckpointError(f"codec config: channels must be 1 or 3, got {self.channels}")
-        if not (1 <= self.n_down <= 6) or self.N < 1 or self.M < 1 or self.kernel < 1 or self.kernel % 2 == 0:
+        if not (1 <= self.n_down <= 6) or not 1 <= self.N <= MAX_FILTERS or not 1 <= self.M <= MAX_FILTERS \
+                or not 1 <= self.kernel <= 15 or self.kernel % 2 == 0:
             raise CheckpointError(f"codec config: invalid sizes N={self.N} M={self.M} n_down={self.n_down} "
                                   f"kernel={self.kernel}")
         if self.nonlinearity not in ("gdn", "relu"):
             raise CheckpointError(f"codec config: nonlinearity must be gdn or relu, got {self.nonlinearity!r}")
+
+    @property
+    def parameter_estimate(self) -> int:
+        """Values one quality level holds (convolutions, GDNs, entropy model, coding tables), an upper estimate
+        from the sizes alone (checked before a codec folder's levels are built)."""
+        wide = max(self.N, self.M, self.channels)
+        convs = 2 * self.n_down * (self.kernel ** 2 * wide * wide + wide)
+        return convs + 2 * self.n_down * (self.N ** 2 + self.N) + self.M * (64 + 2 * 512 + 8)
 
     @property
     def stride(self) -> int:
@@ -51,8 +61,13 @@ class RDConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RDConfig":
         try:
+            bad = [k for k, v in d.items() if k != "nonlinearity" and (isinstance(v, bool) or not isinstance(v, int))]
+            if bad:
+                raise CheckpointError(f"codec config: {bad[0]} must be an integer")
             return cls(**{k: (str(v) if k == "nonlinearity" else int(v)) for k, v in d.items()})
         except (TypeError, ValueError) as e:
+            if isinstance(e, CheckpointError):
+                raise
             raise CheckpointError(f"codec config: {e}") from None
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from vaekit.jobs.generate.files import fit_file, sample_file
-from vaekit.options import column_kinds, ints, names
+from vaekit.options import column_kinds, device_option, ints, names, threads_option
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Synthetic table rows: fit a (conditional) VAE on a table, "
                                                       "sample new rows.")
@@ -28,17 +28,21 @@ def generate_fit(
     hidden: str = typer.Option("256,256", help="Hidden layer sizes, comma-separated."),
     epochs: int = typer.Option(300, help="Maximum epochs."),
     max_steps: int = typer.Option(4000, "--max-steps", help="Maximum optimizer steps."),
-    time_limit: float = typer.Option(0.0, "--time-limit", help="Stop training after this many seconds (0 = none)."),
+    time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
+                                     help="Stop training after this many minutes (0 = none), as 'vaekit train'."),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a generator already in --out."),
     progress: bool = typer.Option(False, "--progress/--no-progress"),
+    device: str = device_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Fit a VAE generator on a table (mixed likelihood); conditional on --condition-columns when given."""
 
     kinds = column_kinds(categorical, binary, continuous)
     res = fit_file(table, out, names(ignore), kinds, overwrite, condition_columns=names(condition_columns),
                    column_transform=transform, latent_dim=latent_dim, hidden=ints(hidden, "hidden"), epochs=epochs,
-                   max_steps=max_steps, time_limit=time_limit, random_state=seed, verbose=progress)
+                   max_steps=max_steps, time_limit_min=time_limit, random_state=seed, verbose=progress,
+                   device=device, n_threads=threads or None)
     kinds_txt = ", ".join(f"{n}:{k}" for n, k in res["kinds"])
     typer.echo(f"fitted on {res['rows']} rows ({kinds_txt}) in {res['seconds']:.1f} s, {res['epochs']} epoch(s); "
                f"generator in {out}")
@@ -53,8 +57,10 @@ def generate_sample(
                                               "several. Unfixed condition columns follow the training data."),
     temperature: float = typer.Option(1.0, help="Spread: z ~ N(0, T²I), σ·T, logits / T."),
     seed: int = typer.Option(0),
+    device: str = device_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Draw new rows from a fitted generator into a CSV/Parquet table (training column order and dtypes)."""
 
-    res = sample_file(model_dir, n, out, where or [], temperature, seed)
+    res = sample_file(model_dir, n, out, where or [], temperature, seed, device=device, n_threads=threads or None)
     typer.echo(f"wrote {res['rows']} rows to {res['out']} in {res['seconds']:.1f} s")

@@ -58,11 +58,13 @@ def fit_file(table: str | os.PathLike[str], out: str | os.PathLike[str], ignore:
 
 
 def sample_file(model_dir: str | os.PathLike[str], n: int, out: str | os.PathLike[str],
-                where: Sequence[str] = (), temperature: float = 1.0, seed: int = 0) -> dict[str, Any]:
+                where: Sequence[str] = (), temperature: float = 1.0, seed: int = 0, device: str = "auto",
+                n_threads: int | None = None) -> dict[str, Any]:
     """Draw n rows (``where`` = ["col=value", …] conditions) and write them to a .csv or .parquet file."""
     if Path(out).suffix.lower() not in TABLE_SUFFIXES:
         raise VaekitError(f"{out}: output must end in .csv or .parquet")
-    gen = load_generator(model_dir)
+    gen = load_generator(model_dir).set_params(device=device, n_threads=n_threads)
+    gen._check_params()  # an unknown device or a missing GPU: one line, before sampling
     t0 = time.perf_counter()
     rows = gen.sample(n, parse_where(where) or None, temperature, seed)
     write_table(rows, out)

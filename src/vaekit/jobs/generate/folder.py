@@ -1,5 +1,5 @@
 """A fitted :class:`~vaekit.jobs.generate.tabular.TabularGenerator` is a folder (every file written atomically, no pickle)::
-    generator.json               format, version, parameters, columns, dtypes, ranges, seed (written last)
+    generator.json               format, version, parameters (not device/n_threads), columns, dtypes, ranges, seed
     schema.json                  TabularSchema of the generated columns, with fitted transforms
     condition_schema.json        TabularSchema of the condition columns (conditional generators only)
     condition_table.safetensors  training condition values (floats / category codes), for drawing unfixed ones
@@ -41,6 +41,8 @@ def save_generator(gen: Any, directory: str | os.PathLike[str]) -> Path:
         atomic_write_bytes(d / COND_TABLE_FILE, st_save(
             {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in gen.condition_table_.items()}))
     params = gen.get_params()
+    for runtime in ("device", "n_threads"):  # where to compute belongs to the machine, not to the model
+        params.pop(runtime, None)
     params["hidden"] = [int(h) for h in params["hidden"]]
     params["condition_columns"] = [str(c) for c in params["condition_columns"]]
     params["column_kinds"] = None if params["column_kinds"] is None else dict(params["column_kinds"])
@@ -61,6 +63,8 @@ def load_generator(directory: str | os.PathLike[str], cls: type) -> Any:
     try:
         params = dict(doc["params"])
         params["hidden"] = tuple(params["hidden"])
+        if "time_limit" in params:  # folders written before the limit was in minutes held seconds
+            params["time_limit_min"] = float(params.pop("time_limit")) / 60.0
         gen = cls(**params)
         gen._seed, gen.columns_, gen.n_train_ = int(doc["seed"]), [str(c) for c in doc["columns"]], int(doc["n_train"])
         gen.dtypes_, gen.ranges_ = dict(doc["dtypes"]), {k: list(v) for k, v in doc["ranges"].items()}

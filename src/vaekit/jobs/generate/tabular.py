@@ -11,8 +11,10 @@ drawn from softmax(l / T). Condition columns the caller does not fix are drawn f
 (:mod:`vaekit.jobs.generate.tables`). Output rows carry the training table's column order and dtypes; continuous values
 are clipped to the training range (``clip``) and integer columns rounded.
 
-Training: Adam, cosine decay, min(``epochs``, ``max_steps`` / steps per epoch) epochs and at most ``time_limit``
-seconds; the weights with the best ELBO on a held-out ``validation_fraction`` of the rows are kept.
+Training: Adam, cosine decay, min(``epochs``, steps / steps per epoch) epochs and at most ``time_limit_min``
+minutes; the weights with the best ELBO on a held-out ``validation_fraction`` of the rows are kept. The step budget
+is sized to the data (n training rows, b = ``batch_size``): steps = min(max_steps, max(100, ⌈max_steps · min(1, n/b)²⌉)),
+i.e. ``max_steps`` once the rows fill a batch, far fewer for a table of a few dozen rows.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from vaekit.core.budget import scaled_steps
 from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.core.likelihoods import MixedTabular
 from vaekit.core.model import VAE
@@ -38,6 +41,7 @@ from vaekit.jobs.generate.tables import (
     given_values,
     restore,
 )
+from vaekit.runtime import resolve_device, resolve_threads, threads
 
 MIN_STEPS_PER_EPOCH = 20
 CHUNK = 8192
@@ -65,14 +69,21 @@ class TabularGenerator(BaseEstimator):
     columns, or None), ``condition_table_`` (training condition values: floats / category codes), ``columns_``,
     ``dtypes_``, ``ranges_`` (training [min, max] of continuous columns), ``category_orders_``, ``history_``,
     ``n_features_in_``.
+
+    ``time_limit_min``: stop training after this many minutes (0 = none). ``device`` ('auto' | 'cpu' | 'cuda' |
+    'cuda:N' | 'mps'): where training and sampling run (the fitted model is kept on the CPU; the random draws are
+    made on the CPU, so a seed gives the same rows on any device up to the decoder's rounding). ``n_threads``
+    (None = automatic: ``OMP_NUM_THREADS``, else 1 thread for models under 250k parameters) applies inside fit and
+    sample only. Steps: see the module docstring.
     """
 
     def __init__(self, condition_columns: Sequence[str] = (), column_kinds: Mapping[str, str] | None = None,
                  column_transform: str = "quantile", latent_dim: int = 16, hidden: Sequence[int] = (256, 256),
                  activation: str = "tanh", beta: float = 1.0, epochs: int = 300, max_steps: int = 4000,
                  batch_size: int = 128, lr: float = 2e-3, obs_logvar_min: float = -7.0,
-                 validation_fraction: float = 0.1, time_limit: float = 0.0, clip: bool = True,
-                 random_state: int | None = None, verbose: bool = False) -> None:
+                 validation_fraction: float = 0.1, time_limit_min: float = 0.0, clip: bool = True,
+                 random_state: int | None = None, verbose: bool = False, device: str = "auto",
+                 n_threads: int | None = None) -> None:
         self.condition_columns = condition_columns
         self.column_kinds = column_kinds
         self.column_transform = column_transform
@@ -86,10 +97,12 @@ class TabularGenerator(BaseEstimator):
         self.lr = lr
         self.obs_logvar_min = obs_logvar_min
         self.validation_fraction = validation_fraction
-        self.time_limit = time_limit
+        self.time_limit_min = time_limit_min
         self.clip = clip
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
+        self.n_threads = n_threads
 
     # --- checks ------------------------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -98,10 +111,13 @@ class TabularGenerator(BaseEstimator):
         bad = [k for k, v in ints.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1]
         if bad:
             raise VaekitError(f"{', '.join(bad)} must be integers >= 1")
-        if not 0 <= self.validation_fraction < 1 or not self.lr > 0 or not self.beta > 0 or self.time_limit < 0:
-            raise VaekitError("validation_fraction must be in [0, 1), lr > 0, beta > 0 and time_limit >= 0")
+        if not 0 <= self.validation_fraction < 1 or not self.lr > 0 or not self.beta > 0 \
+                or not self.time_limit_min >= 0:
+            raise VaekitError("validation_fraction must be in [0, 1), lr > 0, beta > 0 and time_limit_min >= 0")
         if isinstance(self.condition_columns, str):
             raise VaekitError("condition_columns must be a list of column names, not one string")
+        resolve_device(self.device)  # a name that is not a device, or a GPU that is not there → VaekitError
+        resolve_threads(self.n_threads)
 
     def _frame(self, X: Any) -> Any:
         import pandas as pd
@@ -179,15 +195,18 @@ class TabularGenerator(BaseEstimator):
         if reps > 1:
             x_tr = x_tr.repeat(reps, 1)
             c_tr = None if c_tr is None else c_tr.repeat(reps, 1)
-        epochs = max(1, min(int(self.epochs), int(self.max_steps) // math.ceil(len(x_tr) / bs)))
-        tcfg = TrainConfig(epochs=epochs, batch_size=bs, lr=float(self.lr), beta=float(self.beta), schedule="cosine",
-                           seed=self._seed, time_limit_min=float(self.time_limit) / 60.0, nan_policy="rollback")
+        steps = scaled_steps(len(tr), int(self.batch_size), int(self.max_steps))
+        epochs = max(1, min(int(self.epochs), steps // math.ceil(len(x_tr) / bs)))
+        tcfg = TrainConfig(epochs=epochs, batch_size=bs, lr=float(self.lr), beta=float(self.beta), schedule="cosine", objective="elbo",
+                           warmup_epochs=0.0, precision="fp32",
+                           seed=self._seed, time_limit_min=float(self.time_limit_min), nan_policy="rollback",
+                           device=str(resolve_device(self.device)), num_threads=int(self.n_threads or 0))
         with torch.random.fork_rng():
             torch.manual_seed(self._seed)
             model = VAE(self._model_config())
             trainer = Trainer(model, tcfg, progress=bool(self.verbose))
             self.history_ = trainer.fit(x_tr, x_va, c_train=c_tr, c_valid=c_va)
-        return model.eval()
+        return model.cpu().eval()
 
     # --- sampling ----------------------------------------------------------------------------------------------
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, temperature: float = 1.0,
@@ -214,14 +233,21 @@ class TabularGenerator(BaseEstimator):
         if cond is not None:
             c = torch.from_numpy(cs.encode(cond.infer_objects(), "conditions")[:, :cs.value_dim])
         parts = []
-        lik = self.model_.likelihood
+        model, lik = self.model_, self.model_.likelihood
         assert isinstance(lik, MixedTabular)
-        with torch.no_grad():
-            for a in range(0, n, CHUNK):
-                m = min(CHUNK, n - a)
-                z = self.model_.prior.sample(m, gen, float(temperature))
-                params = self.model_.decode(z, None if c is None else c[a:a + m])
-                parts.append(lik.sample(tempered(lik, params, float(temperature)), gen)[:, :self.schema_.value_dim])
+        dev = resolve_device(self.device)
+        n_params = sum(p.numel() for p in model.parameters())
+        with torch.no_grad(), threads(resolve_threads(self.n_threads, n_params)):
+            model.to(dev)
+            try:  # draws on the CPU (the seed's stream), the decoder on the device
+                for a in range(0, n, CHUNK):
+                    m = min(CHUNK, n - a)
+                    z = model.prior.sample(m, gen, float(temperature))
+                    cc = None if c is None else c[a:a + m].to(dev)
+                    params = model.decode(z.to(dev), cc).cpu()
+                    parts.append(lik.sample(tempered(lik, params, float(temperature)), gen)[:, :self.schema_.value_dim])
+            finally:
+                model.cpu()
         rows = self.schema_.decode(torch.cat(parts).numpy())
         if cond is not None:
             rows = pd.concat([rows, cond.reset_index(drop=True)], axis=1)

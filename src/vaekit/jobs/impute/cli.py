@@ -8,7 +8,7 @@ import typer
 
 from vaekit.jobs.impute.files import impute_file
 from vaekit.jobs.impute.inpaint import inpaint_file
-from vaekit.options import column_kinds, names
+from vaekit.options import column_kinds, device_option, names, threads_option
 
 app = typer.Typer(rich_markup_mode=None, help="Imputation of tables and inpainting of images.")
 
@@ -30,12 +30,15 @@ def impute(
     max_steps: int = typer.Option(10000, "--max-steps", help="Training steps (VAEImputer's default; fewer = faster, "
                                   "slightly less accurate)."),
     seed: int = typer.Option(0),
+    device: str = device_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Fill the missing values of a table with a VAE trained on it (MIWAE): conditional means / most probable values."""
 
     kinds = column_kinds(categorical, binary, continuous)
     res = impute_file(data, out, multiple, uncertainty, names(ignore), names(na_values), kinds,
-                      n_samples=n_samples, max_steps=max_steps, random_state=seed)
+                      n_samples=n_samples, max_steps=max_steps, random_state=seed, device=device,
+                      n_threads=threads or None)
     what = f"{multiple} imputations (long format, column 'imputation')" if multiple else "completed table"
     typer.echo(f"imputed {res['missing']} missing value(s) in {res['rows']} rows × {res['columns']} columns in "
                f"{res['seconds']:.1f} s; {what} in {out}" + (f"; uncertainty in {uncertainty}" if uncertainty else ""))

@@ -4,8 +4,14 @@ Model: the ``mixed`` likelihood over a :class:`~vaekit.data.tabular.TabularSchem
 N(μ_j(z), σ_j²(z)); binary: Bernoulli; categorical: softmax). The encoder sees x̃ = zero-filled values + observed-mask
 bits. Training maximises the IWAE bound on the observed entries only,
     log p(x_obs) ≥ E log (1/K) Σ_k p(x_obs|z_k) p(z_k) / q(z_k|x̃),   log p(x_obs|z) = Σ_{j observed} log p_j(x_j|z),
-over min(``max_steps``, ``epochs`` passes) Adam steps with a cosine learning-rate decay; the networks run in bfloat16 on
-CPUs that multiply it natively (``precision="auto"``), importance weights and imputations always in float32. The
+over T Adam steps with a cosine learning-rate decay, T sized to the data (n rows, b = ``batch_size``):
+    T = min(F, max(100, ⌈F · min(1, n/b)²⌉)),   F = min(``max_steps``, ``epochs`` · max(1, ⌊n/b⌋))
+(``epochs`` passes, at most ``max_steps``; tables smaller than a batch get fewer steps). The networks run in bfloat16
+where the device multiplies it natively (``precision="auto"``: :func:`vaekit.runtime.resolve_precision`), importance
+weights and imputations always in float32. ``device`` ('auto' | 'cpu' | 'cuda' | 'cuda:N' | 'mps') is where training
+and the importance weights run (the fitted model is kept on the CPU; the resampling draws of
+``multiple_imputations``/``uncertainty`` are made on the CPU from the seeded stream); ``n_threads`` (None = automatic:
+``OMP_NUM_THREADS``, else 1 thread for models under 250k parameters) applies inside fit/transform only. The
 observation log-variance has a floor (``obs_logvar_min``, in standardised units), which regularises small tables.
 Optional early stopping (``validation_fraction`` > 0) holds out that share of the observed entries and keeps the
 weights with the lowest imputation error on them (squared error, standardised units; Brier score for discrete columns).
@@ -32,13 +38,14 @@ import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from vaekit.core.budget import scaled_steps
 from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.core.inference import shared_eps, sir, snis
 from vaekit.core.model import VAE
 from vaekit.core.trainer import make_optimizer
 from vaekit.data.tabular import TabularSchema, named
 from vaekit.errors import DataError, TrainingError, VaekitError
-from vaekit.runtime import autocast, native_bf16
+from vaekit.runtime import autocast, resolve_device, resolve_precision, resolve_threads, threads
 
 N_VALID_SAMPLES = 32  # importance samples for the early-stopping imputations
 MIN_VALID_ENTRIES = 20
@@ -58,12 +65,12 @@ def _is_nan(v: Any) -> bool:
 
 def miwae_loss(model: VAE, x: torch.Tensor, k: int, precision: str = "fp32") -> torch.Tensor:
     """−mean_i log (1/K) Σ_k p(x_obs,i|z_k) p(z_k) / q(z_k|x̃_i), z_k ~ q(z|x̃_i); networks in ``precision``, weights fp32."""
-    with autocast(precision):
+    with autocast(precision, x.device):
         mu, logvar = model.encode(x)
     mu, logvar = mu.float(), logvar.float()
-    eps = torch.randn(k, *mu.shape)
+    eps = torch.randn(k, *mu.shape, device=mu.device)
     z = mu + torch.exp(0.5 * logvar) * eps
-    with autocast(precision):
+    with autocast(precision, x.device):
         params = model.decode(z)
     log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
     log_w = model.likelihood.log_prob(params.float(), x) + model.prior.log_prob(z) - log_q
@@ -100,7 +107,8 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                  n_samples: int = 1000, max_steps: int = 10000, epochs: int = 300, batch_size: int = 64,
                  lr: float = 1e-3, precision: str = "auto", obs_logvar_min: float = -4.0, validation_fraction: float = 0.0,
                  patience: int = 10, column_transform: str = "standard", column_kinds: Mapping[str, str] | None = None,
-                 random_state: int | None = None, verbose: bool = False) -> None:
+                 random_state: int | None = None, verbose: bool = False, device: str = "auto",
+                 n_threads: int | None = None) -> None:
         self.missing_values = missing_values
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -119,6 +127,8 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.column_kinds = column_kinds
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
+        self.n_threads = n_threads
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -137,6 +147,12 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise VaekitError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if not 0 <= self.validation_fraction < 1 or self.patience < 0 or not self.lr > 0:
             raise VaekitError("validation_fraction must be in [0, 1), patience >= 0 and lr > 0")
+        resolve_device(self.device)  # a name that is not a device, or a GPU that is not there → VaekitError
+        resolve_threads(self.n_threads)
+
+    def _threads(self, model: VAE) -> Any:
+        """The thread context for work with ``model`` (``n_threads``, else the size rule of :mod:`vaekit.runtime`)."""
+        return threads(resolve_threads(self.n_threads, sum(p.numel() for p in model.parameters())))
 
     # --- reading X -----------------------------------------------------------------------------------------------
     def _read(self, X: Any, reset: bool) -> tuple[Any, np.ndarray]:
@@ -248,24 +264,37 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """Mean imputation error on the held-out entries: squared error / Brier score per entry."""
         lik, vd = model.likelihood, self.schema_.value_dim
         mean, _ = snis(model, x_rows, lambda p, sl: lik.log_prob(p, x_rows[sl]), lambda p, sl: lik.mean(p)[..., :vd], eps)
-        col_of, _ = self._slots()
-        per_col = torch.zeros(len(x_rows), held.shape[1]).index_add_(1, col_of, (mean - truth[:, :vd]) ** 2)
+        col_of = self._slots()[0].to(x_rows.device)
+        per_col = torch.zeros(len(x_rows), held.shape[1], device=x_rows.device).index_add_(
+            1, col_of, (mean - truth[:, :vd]) ** 2)
         return float(per_col[held].mean())
 
     def _train(self, x: torch.Tensor) -> VAE:
-        """Adam on the MIWAE loss, cosine decay to 5% of ``lr`` over min(max_steps, epochs · batches per epoch) steps."""
+        """Adam on the MIWAE loss, cosine decay to 5% of ``lr`` over T steps (the rule in the module docstring)."""
         rng = np.random.default_rng(self._seed)
         x_tr, held = self._hold_out(x, rng)
+        dev = resolve_device(self.device)
         model = VAE(self._model_config())
+        with self._threads(model):
+            model.to(dev)
+            try:
+                return self._steps(model, x.to(dev), x_tr.to(dev), None if held is None else held.to(dev), dev)
+            finally:
+                model.cpu()  # kept on the CPU; moved to the device for transform
+
+    def _steps(self, model: VAE, x: torch.Tensor, x_tr: torch.Tensor, held: torch.Tensor | None,
+               dev: torch.device) -> VAE:
         opt = make_optimizer(model, TrainConfig(lr=self.lr))
         n, bs = len(x_tr), max(1, min(int(self.batch_size), len(x_tr)))
-        total = max(1, min(int(self.max_steps), int(self.epochs) * (n // bs)))
+        full = max(1, min(int(self.max_steps), int(self.epochs) * (n // bs)))
+        total = scaled_steps(n, int(self.batch_size), full)
         every = max(25, total // 60)
         if held is not None:
             rows = held.any(1)
-            val = (x_tr[rows], x[rows], held[rows], shared_eps(N_VALID_SAMPLES, model.config.latent_dim, self._seed))
+            val = (x_tr[rows], x[rows], held[rows],
+                   shared_eps(N_VALID_SAMPLES, model.config.latent_dim, self._seed).to(dev))
         gen = torch.Generator().manual_seed(self._seed + 1)
-        precision = self.precision if self.precision != "auto" else ("bf16" if native_bf16() else "fp32")
+        precision = resolve_precision(self.precision, dev)
         best, best_err, best_step, bad, step, nan_events, lr = None, math.inf, 0, 0, 0, 0, float(self.lr)
         snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.validation_: list[tuple[int, float]] = []
@@ -312,13 +341,23 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # --- imputing ------------------------------------------------------------------------------------------------
     def _posterior(self, df: Any, miss: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rows with a missing entry → (row indices, encoded rows, Σ_l w̄_l E[values|z_l], log-weights (L, R))."""
+        """Rows with a missing entry → (row indices, encoded rows, Σ_l w̄_l E[values|z_l], log-weights (L, R)).
+
+        Computed on ``device`` (the model is moved there and back); the results are CPU tensors."""
         rows = np.nonzero(miss.any(1))[0]
         x = torch.from_numpy(self.schema_.encode(df.iloc[rows], "X", unknown="missing"))
-        lik, vd = self.model_.likelihood, self.schema_.value_dim
-        eps = shared_eps(int(self.n_samples), self.model_.config.latent_dim, self._seed + 7)
-        mean, log_w = snis(self.model_, x, lambda p, sl: lik.log_prob(p, x[sl]), lambda p, sl: lik.mean(p)[..., :vd], eps)
-        return rows, x, mean, log_w
+        model, vd = self.model_, self.schema_.value_dim
+        lik, dev = model.likelihood, resolve_device(self.device)
+        eps = shared_eps(int(self.n_samples), model.config.latent_dim, self._seed + 7).to(dev)
+        xd = x.to(dev)
+        with self._threads(model):
+            model.to(dev)
+            try:
+                mean, log_w = snis(model, xd, lambda p, sl: lik.log_prob(p, xd[sl]), lambda p, sl: lik.mean(p)[..., :vd],
+                                   eps)
+            finally:
+                model.cpu()
+        return rows, x, mean.cpu(), log_w.cpu()
 
     def _complete(self, X: Any, df: Any, miss: np.ndarray, rows: np.ndarray, values: Any) -> Any:
         """X with its missing entries (rows ``rows``) replaced by ``values`` (R × C table); observed ones untouched."""
@@ -360,7 +399,8 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         lik, vd = self.model_.likelihood, self.schema_.value_dim
         gen = torch.Generator().manual_seed(self._seed + 11 if seed is None else int(seed))
         eps = shared_eps(int(self.n_samples), self.model_.config.latent_dim, self._seed + 7)
-        draws = sir(self.model_, x, log_w, eps, m, lambda p, sl: lik.sample(p, gen)[..., :vd], gen)
+        with self._threads(self.model_):  # on the CPU: the draws follow the seeded CPU stream on every device
+            draws = sir(self.model_, x, log_w, eps, m, lambda p, sl: lik.sample(p, gen)[..., :vd], gen)
         return [(df, miss, rows, self.schema_.decode(d.numpy())) for d in draws], (rows, mean)
 
     def uncertainty(self, X: Any, m: int = 100, seed: int | None = None) -> Any:

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from vaekit.core.inference import effective_sample_size, shared_eps, snis
+from vaekit.core.likelihoods import LIKELIHOODS
 from vaekit.core.model import VAE
 from vaekit.core.workflows import load, prepare_for_model
 from vaekit.data import Dataset
+from vaekit.data.loaders import open_image
 from vaekit.errors import DataError, VaekitError
 from vaekit.files import atomic_save
 
@@ -54,12 +56,12 @@ def inpaint(model: VAE, x: torch.Tensor, observed: torch.Tensor, n_samples: int 
 
 def _read_png(path: Path, channels: int, what: str, refuse_colour: bool = False) -> np.ndarray:
     """PNG → uint8 (H, W) or (H, W, 3); ``refuse_colour``: a grayscale read of a truly coloured image is an error."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     if not Path(path).is_file():
         raise DataError(f"{path}: {what} not found")
     try:
-        with Image.open(path) as im:
+        with open_image(path, what) as im:  # its declared size is checked before any pixel is decoded
             if refuse_colour and channels == 1 and im.mode not in ("1", "L", "LA", "I", "I;16", "F"):
                 rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
                 if (rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any():
@@ -69,18 +71,6 @@ def _read_png(path: Path, channels: int, what: str, refuse_colour: bool = False)
         raise DataError(f"{path}: {what} is not a readable image ({e})") from None
 
 
-def _to_uint8(model: VAE, v: torch.Tensor) -> np.ndarray:
-    """Model-space values → 8-bit pixels (Bernoulli p·255; Gaussian on dequantised pixels v·256 − ½; logistic)."""
-    name = model.likelihood.name
-    if name == "logistic":
-        v = (v + 1) * 127.5
-    elif name in ("gaussian", "gaussian_learned"):
-        v = v * 256 - 0.5
-    else:
-        v = v * 255
-    return np.clip(np.round(v.double().numpy()), 0, 255).astype(np.uint8)
-
-
 def inpaint_file(model_dir: str | Path, image: str | Path, mask: str | Path, out: str | Path,
                  n_samples: int = 1000, rounds: int = 2, seed: int = 0) -> dict[str, Any]:
     """Fill the pixels of IMAGE where MASK is white (≥ 128) under the image VAE in MODEL_DIR; write a PNG."""
@@ -88,8 +78,9 @@ def inpaint_file(model_dir: str | Path, image: str | Path, mask: str | Path, out
 
 
     model, extra = load(model_dir)
-    if model.config.likelihood not in ("bernoulli", "gaussian", "gaussian_learned", "logistic"):
-        raise VaekitError(f"{model_dir}: inpainting needs an image model (bernoulli, gaussian or logistic likelihood), "
+    if not model.likelihood.supports_images:
+        able = ", ".join(n for n in LIKELIHOODS.names() if LIKELIHOODS.get(n).supports_images)
+        raise VaekitError(f"{model_dir}: inpainting needs an image model (likelihood {able}), "
                           f"this one has {model.config.likelihood!r}")
     if model.config.n_conditions:
         raise VaekitError(f"{model_dir}: inpainting with conditional models is not supported")
@@ -109,7 +100,7 @@ def inpaint_file(model_dir: str | Path, image: str | Path, mask: str | Path, out
     x, _ = prepare_for_model(model, extra, Dataset(chw[None], None, str(image)))
     hole = np.broadcast_to(msk >= 128, (c, h, w)).reshape(1, -1)
     filled, ess = inpaint(model, x, torch.from_numpy(~hole), n_samples, rounds, seed)
-    pix = np.where(hole, _to_uint8(model, filled), chw.reshape(1, -1)).reshape(c, h, w)
+    pix = np.where(hole, model.likelihood.to_uint8(filled), chw.reshape(1, -1)).reshape(c, h, w)
     arr = pix[0] if c == 1 else pix.transpose(1, 2, 0)
     atomic_save(out, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
     return {"out": str(out), "filled_pixels": int(hole.sum()) // c, "pixels": h * w, "ess": float(ess[0]),

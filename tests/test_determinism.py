@@ -1,0 +1,120 @@
+"""Determinism through the real CLI, in subprocesses: a seed gives byte-identical weights, and every way a run can
+stop — kill -9 at any moment (also before the first checkpoint), a time limit mid-epoch, early stopping, a finished
+run — followed by ``--resume`` gives the weights and metrics of the uninterrupted run."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "10", "--threads", "1", "--no-progress",
+         "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    x = (load_digits().data > 7).astype(np.uint8)
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, train=x[:1200], valid=x[1200:1500], test=x[1500:])
+    return path
+
+
+def _train(data: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([sys.executable, "-m", "vaekit.cli", "train", "--data", str(data), "--out", str(out), *SMALL,
+                        *extra], capture_output=True, text=True, env=ENV, timeout=300)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def _digest(run: Path) -> str:
+    return hashlib.sha256((run / "model" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def _metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(f)]
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(digits: Path, tmp_path: Path) -> None:
+    args = ["--epochs", "2", "--objective", "elbo", "--warmup", "0"]
+    _train(digits, tmp_path / "a", *args, "--seed", "7")
+    _train(digits, tmp_path / "b", *args, "--seed", "7")
+    _train(digits, tmp_path / "c", *args, "--seed", "8")
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+
+
+RECIPES = {
+    "elbo-cosine-fp32": ["--objective", "elbo", "--schedule", "cosine", "--precision", "fp32", "--warmup", "1"],
+    "iwae-plateau-bf16": ["--objective", "iwae", "--k", "3", "--schedule", "plateau", "--precision", "bf16"],
+    "iwae-cosine-fp32-dynamic": ["--objective", "iwae", "--k", "2", "--precision", "fp32", "--binarize", "dynamic"],
+}
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_time_limit_stop_then_resume_equals_uninterrupted(digits: Path, tmp_path: Path, recipe: str) -> None:
+    args = ["--epochs", "12", "--seed", "3", *RECIPES[recipe]]
+    _train(digits, tmp_path / "ref", *args)
+    # a 0.12 s budget stops in the middle of an early epoch (120 steps each); resume with no limit
+    p = _train(digits, tmp_path / "cut", *args, "--time-limit", "0.002")
+    assert "stopped by time_limit" in p.stdout
+    p = _train(digits, tmp_path / "cut", "--resume", *SMALL)
+    assert "stopped by epochs" in p.stdout
+    assert _digest(tmp_path / "cut") == _digest(tmp_path / "ref")
+    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "ref")
+
+
+@pytest.mark.parametrize("when", ["before_first_checkpoint", "mid_run"])
+def test_kill_9_then_resume_equals_uninterrupted(digits: Path, tmp_path: Path, when: str) -> None:
+    args = ["--epochs", "4", "--seed", "5", "--objective", "iwae", "--k", "2"]
+    _train(digits, tmp_path / "ref", *args)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "vaekit.cli", "train", "--data", str(digits), "--out", str(run),
+                             *SMALL, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    if when == "before_first_checkpoint":  # as soon as the run file exists, before any epoch ends
+        while not (run / "run.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert not (run / "checkpoint.safetensors").exists()
+    else:  # a while after the first checkpoint, somewhere inside a later epoch
+        while not (run / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.15)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    _train(digits, run, "--resume", *SMALL, *args)
+    assert _digest(run) == _digest(tmp_path / "ref")
+    assert _metrics(run) == _metrics(tmp_path / "ref")
+
+
+def test_early_stopped_and_finished_runs_resume_to_the_same_model(digits: Path, tmp_path: Path) -> None:
+    args = ["--epochs", "30", "--seed", "1", "--objective", "elbo", "--warmup", "0", "--early-stopping", "1",
+            "--lr", "0.05"]
+    p = _train(digits, tmp_path / "es", *args)
+    assert "stopped by early_stopping" in p.stdout
+    before, rows = _digest(tmp_path / "es"), _metrics(tmp_path / "es")
+    p = _train(digits, tmp_path / "es", "--resume", *SMALL)
+    assert "stopped by early_stopping" in p.stdout and "trained 0 epoch" not in p.stderr
+    assert _digest(tmp_path / "es") == before and _metrics(tmp_path / "es") == rows
+
+
+def test_time_limit_of_a_resumed_run_counts_from_its_own_start(digits: Path, tmp_path: Path) -> None:
+    """A run stopped by a time limit and resumed with the same limit makes real progress (it used to run 1 step)."""
+    args = ["--epochs", "50", "--seed", "2", "--objective", "elbo", "--warmup", "0"]
+    _train(digits, tmp_path / "r", *args, "--time-limit", "0.01")
+    n1 = len(_metrics(tmp_path / "r"))
+    _train(digits, tmp_path / "r", "--resume", *SMALL, "--time-limit", "0.01")
+    n2 = len(_metrics(tmp_path / "r"))
+    assert n2 >= n1 + 1, (n1, n2)

@@ -25,3 +25,6 @@ test: install
 
 clean:
 	rm -rf $(VENV) demo-report
+
+bench: install   # every README figure from scratch (hours; see benchmarks/run.py --list)
+	$(BIN)/python benchmarks/run.py

@@ -9,6 +9,10 @@ import torch
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow(reason): takes tens of seconds or more; deselect with -m 'not slow'")
+
+
 @pytest.fixture(autouse=True)
 def _threads() -> None:
     torch.set_num_threads(2)
@@ -28,3 +32,13 @@ def tiny_npz(tmp_path: Path) -> Path:
     p = tmp_path / "tiny.npz"
     np.savez_compressed(p, train=make(400), valid=make(100), test=make(100))
     return p
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run where PyTorch sees a CUDA device and are skipped (with the reason) elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -139,7 +139,8 @@ def test_same_seed_same_scores_and_save_load_round_trip(tmp_path):
 
 def test_bad_input_wrong_columns_nan_unseen_category_constant_column():
     df = pd.DataFrame({"a": np.linspace(0, 1, 80), "g": ["x", "y"] * 40, "const": 5.0})
-    det = VAEAnomalyDetector(**{**FAST, "epochs": 100, "max_steps": 400, "hidden": (16,)}).fit(df)
+    det = VAEAnomalyDetector(**{**FAST, "epochs": 100, "max_steps": 400, "hidden": (16,),
+                                "unknown_category": "error"}).fit(df)
     with pytest.raises(DataError, match=r"wrong column set: missing column\(s\) \['g'\]; unexpected column\(s\) \['h'\]"):
         det.predict(df.rename(columns={"g": "h"}))
     with pytest.raises(DataError, match=r"column 'a' has 1 missing value.*no missing values were declared"):
@@ -161,7 +162,7 @@ def test_declared_missing_values_are_masked_not_errors():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
     X[rng.random(X.shape) < 0.1] = np.nan
-    det = VAEAnomalyDetector(allow_missing=True, **{**FAST, "epochs": 20}).fit(X)
+    det = VAEAnomalyDetector(allow_missing=True, missing_score="observed", **{**FAST, "epochs": 20}).fit(X)
     s = det.decision_function(X)
     assert np.isfinite(s).all() and det.__sklearn_tags__().input_tags.allow_nan
     full = det.decision_function(np.nan_to_num(X))
@@ -172,7 +173,7 @@ def test_score_file_streams_csv_and_parquet_like_in_memory(tmp_path):
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"id": np.arange(250), "a": rng.normal(size=250), "b": rng.normal(size=250),
                        "g": rng.choice(["u", "v"], 250)})
-    det = VAEAnomalyDetector(**{**FAST, "epochs": 10}).fit(df.drop(columns="id"))
+    det = VAEAnomalyDetector(**{**FAST, "epochs": 10, "unknown_category": "error"}).fit(df.drop(columns="id"))
     df.to_csv(tmp_path / "new.csv", index=False)
     df.to_parquet(tmp_path / "new.parquet", row_group_size=40)
     ref = det.decision_function(df.drop(columns="id"))

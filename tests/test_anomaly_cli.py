@@ -55,7 +55,8 @@ def test_bad_tables_exit_2_with_one_line(capsys, tables, change, message):
     import re
 
     t = tables
-    assert cli(capsys, "anomaly", "fit", t / "train.csv", "--out", t / "det", "--ignore", "id", *FAST)[0] == 0
+    assert cli(capsys, "anomaly", "fit", t / "train.csv", "--out", t / "det", "--ignore", "id", "--unknown", "error",
+               *FAST)[0] == 0
     change(pd.read_csv(t / "new.csv")).to_csv(t / "bad.csv", index=False)
     code, _, err = cli(capsys, "anomaly", "score", t / "det", t / "bad.csv", "--out", t / "s.csv")
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -72,3 +73,19 @@ def test_entry_point_help_and_missing_file():
     p = subprocess.run([sys.executable, "-m", "vaekit.cli", "anomaly", "fit", "nope.csv", "--out", "x"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2 and p.stderr.strip() == "error: nope.csv: file not found"
+
+
+def test_device_and_threads_options_fit_and_score(capsys, tables):
+    import json
+
+    t = tables
+    code, _, err = cli(capsys, "anomaly", "fit", t / "train.csv", "--out", t / "det", "--ignore", "id", *FAST,
+                       "--device", "cpu", "--threads", "1")
+    assert code == 0, err
+    params = json.loads((t / "det" / "detector.json").read_text())["params"]
+    assert "device" not in params and "n_threads" not in params  # the machine's business, not the model's
+    code, out, err = cli(capsys, "anomaly", "score", t / "det", t / "new.csv", "--out", t / "s.csv",
+                         "--device", "auto", "--threads", "2")
+    assert code == 0 and "scored 40 rows" in out, err
+    code, _, err = cli(capsys, "anomaly", "score", t / "det", t / "new.csv", "--out", t / "s2.csv", "--device", "tpu")
+    assert code == 2 and "device 'tpu'" in err and err.count("\n") == 1 and not (t / "s2.csv").exists()

@@ -68,7 +68,7 @@ def test_time_limit_stop_then_resume_equals_uninterrupted(digits: Path, tmp_path
     args = ["--epochs", "12", "--seed", "3", *RECIPES[recipe]]
     _train(digits, tmp_path / "ref", *args)
     # a 0.12 s budget stops in the middle of an early epoch (120 steps each); resume with no limit
-    p = _train(digits, tmp_path / "cut", *args, "--time-limit", "0.002")
+    p = _train(digits, tmp_path / "cut", *args, "--time-limit", "0.002", "--fixed-schedule")
     assert "stopped by time_limit" in p.stdout
     p = _train(digits, tmp_path / "cut", "--resume", *SMALL)
     assert "stopped by epochs" in p.stdout
@@ -113,8 +113,18 @@ def test_early_stopped_and_finished_runs_resume_to_the_same_model(digits: Path, 
 def test_time_limit_of_a_resumed_run_counts_from_its_own_start(digits: Path, tmp_path: Path) -> None:
     """A run stopped by a time limit and resumed with the same limit makes real progress (it used to run 1 step)."""
     args = ["--epochs", "50", "--seed", "2", "--objective", "elbo", "--warmup", "0"]
-    _train(digits, tmp_path / "r", *args, "--time-limit", "0.01")
+    _train(digits, tmp_path / "r", *args, "--time-limit", "0.01", "--fixed-schedule")
     n1 = len(_metrics(tmp_path / "r"))
     _train(digits, tmp_path / "r", "--resume", *SMALL, "--time-limit", "0.01")
     n2 = len(_metrics(tmp_path / "r"))
     assert n2 >= n1 + 1, (n1, n2)
+
+
+def test_time_limit_sizes_the_cosine_schedule(digits: Path, tmp_path: Path) -> None:
+    """With --time-limit, the cosine schedule runs over the time: the lr falls epoch by epoch to near its minimum."""
+    args = ["--epochs", "100000", "--seed", "2", "--objective", "elbo", "--warmup", "0"]
+    p = _train(digits, tmp_path / "t", *args, "--time-limit", "0.05")
+    assert "stopped by epochs" in p.stdout or "stopped by time_limit" in p.stdout
+    rows = _metrics(tmp_path / "t")
+    lrs = [float(r["lr"]) for r in rows]
+    assert 2 <= len(rows) < 100000 and lrs[-1] < 0.2 * lrs[0] and lrs == sorted(lrs, reverse=True)

@@ -143,3 +143,29 @@ def test_cli_fit_and_sample_with_where(capsys, tmp_path):
         assert code == 2 and msg in err and err.count("\n") == 1, err
     code, _, err = cli(capsys, "generate", "fit", tmp_path / "t.csv", "--out", tmp_path / "g")
     assert code == 2 and "already holds a generator" in err
+
+
+def test_cli_time_limit_in_minutes_device_and_threads(capsys, tmp_path):
+    shop_table(200).drop(columns=["size"]).to_csv(tmp_path / "t.csv", index=False)
+    code, out, err = cli(capsys, "generate", "fit", "--help")
+    assert code == 0 and "minutes" in " ".join(out.split())
+    code, out, err = cli(capsys, "generate", "fit", tmp_path / "t.csv", "--out", tmp_path / "g", "--max-steps",
+                         "100000", "--epochs", "100000", "--time-limit", "0.0002", "--hidden", "16", "--device", "cpu",
+                         "--threads", "1")
+    assert code == 0, err
+    assert json.loads((tmp_path / "g" / "generator.json").read_text())["params"]["time_limit_min"] == 0.0002
+    code, out, err = cli(capsys, "generate", "sample", tmp_path / "g", "-n", "10", "--out", tmp_path / "s.csv",
+                         "--device", "cpu", "--threads", "2")
+    assert code == 0 and len(pd.read_csv(tmp_path / "s.csv")) == 10, err
+    code, _, err = cli(capsys, "generate", "sample", tmp_path / "g", "-n", "10", "--out", tmp_path / "x.csv",
+                       "--device", "tpu")
+    assert code == 2 and "device 'tpu'" in err and err.count("\n") == 1
+
+
+def test_generator_folders_written_with_a_time_limit_in_seconds_still_load(fitted, tmp_path):
+    _, gen = fitted
+    gen.save(tmp_path / "g")
+    doc = json.loads((tmp_path / "g" / "generator.json").read_text())
+    doc["params"]["time_limit"] = doc["params"].pop("time_limit_min") + 90.0
+    (tmp_path / "g" / "generator.json").write_text(json.dumps(doc))
+    assert TabularGenerator.load(tmp_path / "g").time_limit_min == 1.5

@@ -138,3 +138,13 @@ def test_inpainting_fills_the_hole_better_than_the_pixel_means(tmp_path, capsys)
     assert code == 0, err
     out = np.asarray(Image.open(tmp_path / "filled.png"))
     assert np.array_equal(out[~block], img[~block]) and not np.array_equal(out[block], img[block])
+
+
+def test_impute_device_and_threads_options(capsys, table):
+    t, _ = table
+    code, out, err = cli(capsys, "impute", t / "data.csv", "--out", t / "done.csv", "--na-values", "?",
+                         "--ignore", "id", *FAST, "--device", "cpu", "--threads", "1")
+    assert code == 0 and "imputed" in out, err
+    code, _, err = cli(capsys, "impute", t / "data.csv", "--out", t / "x.csv", "--na-values", "?", *FAST,
+                       "--device", "tpu")
+    assert code == 2 and "device 'tpu'" in err and err.count("\n") == 1

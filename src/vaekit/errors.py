@@ -24,3 +24,8 @@ class CorruptFileError(VaekitError):
 
 class WrongModelError(VaekitError):
     """A compressed file was made with a different model than the one given to decode it."""
+
+
+class VaekitWarning(UserWarning):
+    """Something worked but is probably not what the user wants (e.g. a collapsed posterior); the CLI prints it as
+    one line ``warning: …`` on stderr."""

@@ -9,7 +9,10 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -55,12 +58,76 @@ def check_target(path: str | os.PathLike[str]) -> None:
         raise VaekitError(f"{p}: refusing to overwrite an input of this command; choose another output path")
 
 
+STALE_TEMP_SECONDS = 3600  # a temp file of ours older than this was left by a killed write; the next write removes it
+_TEMP_TAIL = re.compile(r"[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]{1,16})?")  # after ".TARGET.": mkstemp's 8 chars, .tmp[.ext]
+_TEMP_NAME = re.compile(r"\..+\." + _TEMP_TAIL.pattern)
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS tells it (Linux /proc/self/status); elsewhere set and
+    restored at once under a lock (to the restrictive 0o077 meanwhile, so nothing created then is too open)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name has the pattern of our temp files, ``.TARGET.XXXXXXXX.tmp[.ext]``."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files of ``path`` (``.NAME.XXXXXXXX.tmp[.ext]``) older than STALE_TEMP_SECONDS: a killed write's."""
+    prefix, cutoff = f".{path.name}.", time.time() - STALE_TEMP_SECONDS
+    try:
+        with os.scandir(path.parent) as entries:
+            for e in entries:
+                if e.name.startswith(prefix) and _TEMP_TAIL.fullmatch(e.name[len(prefix):]):
+                    try:
+                        if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime < cutoff:
+                            os.unlink(e.path)
+                    except OSError:
+                        pass
+    except OSError:
+        pass
+
+
+def _new_temp(path: Path, ext: str = "") -> tuple[int, str]:
+    """(fd, name) of a new temp file beside ``path``, named ``.NAME.XXXXXXXX.tmp[ext]``, with the mode a new file
+    gets under the umask (mkstemp's is 0600); stale temps of the same target are removed first."""
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + ext, dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
+def new_temp_file(path: str | os.PathLike[str], ext: str = "") -> str:
+    """An empty temp file beside ``path`` (see :func:`_new_temp`) for a writer that renames it over ``path`` itself."""
+    fd, tmp = _new_temp(Path(path), ext)
+    os.close(fd)
+    return tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    """Write ``data`` to a temp file in the same folder, fsync, then rename over ``path`` (mode from the umask)."""
     path = Path(path)
     check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -78,12 +145,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_save(path: str | os.PathLike[str], writer: Callable[[str], None]) -> None:
-    """Atomic write for libraries that want a filename (matplotlib, PIL): ``writer(tmp_path)`` then rename."""
+    """Atomic write for libraries that want a filename (matplotlib, PIL): ``writer(tmp_path)`` then rename; the
+    temp name keeps the target's suffix (``.NAME.XXXXXXXX.tmp.png``), which some writers need."""
     path = Path(path)
     check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = new_temp_file(path, path.suffix)
     try:
         writer(tmp)
         os.replace(tmp, path)
@@ -91,6 +158,105 @@ def atomic_save(path: str | os.PathLike[str], writer: Callable[[str], None]) -> 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# --- output folders: fitting or training never mixes with, or silently replaces, what a folder holds -----------
+KIND_FILES = {  # kind → every name it writes in its folder ("member_*": member_0, member_1 …)
+    "detector": ("detector.json", "schema.json", "train_scores.safetensors", "train_scores.png", "cli.json",
+                 "member_*"),
+    "generator": ("generator.json", "schema.json", "condition_schema.json", "condition_table.safetensors", "model"),
+    "train": ("run.json", "checkpoint.safetensors", "metrics.csv", "model", "tensorboard"),
+    "codec": ("config.json", "model.safetensors"),
+    "model": ("config.json", "model.safetensors", "model"),
+}
+KIND_NAMES = {"detector": "a detector (detector.json, from 'vaekit anomaly fit')",
+              "generator": "a generator (generator.json, from 'vaekit generate fit')",
+              "train": "a training run (run.json, from 'vaekit train')",
+              "codec": "an image codec (config.json, from 'vaekit codec train')",
+              "model": "a vaekit model ({marker})"}
+OS_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """A small JSON object file's content, or None (missing, unreadable, too large, not an object)."""
+    try:
+        if path.is_file() and path.stat().st_size <= 1 << 20:
+            doc = json.loads(path.read_bytes().decode("utf-8"))
+            return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError, RecursionError):
+        pass
+    return None
+
+
+def folder_artifacts(d: Path) -> dict[str, list[Path]]:
+    """The vaekit artifacts in folder ``d``: kind → its marker files (without them no tool loads the artifact)."""
+    found: dict[str, list[Path]] = {}
+    for kind, marker in (("detector", "detector.json"), ("generator", "generator.json")):
+        if str((_json_object(d / marker) or {}).get("format", "")).startswith("vaekit-"):
+            found[kind] = [d / marker]
+    run = _json_object(d / "run.json")
+    train = [d / "run.json"] if run is not None and {"model", "train"} <= set(run) else []
+    train += [d / "checkpoint.safetensors"] if (d / "checkpoint.safetensors").is_file() else []
+    if train:
+        found["train"] = train
+    fmt = (_json_object(d / "config.json") or {}).get("format")
+    if fmt in ("vaekit-codec", "vaekit-model"):
+        found["codec" if fmt == "vaekit-codec" else "model"] = [d / "config.json"]
+    elif "generator" not in found and "train" not in found and \
+            (_json_object(d / "model" / "config.json") or {}).get("format") == "vaekit-model":
+        found["model"] = [d / "model" / "config.json"]
+    return found
+
+
+def _owned(name: str, kinds: Iterable[str]) -> bool:
+    for k in kinds:
+        for pattern in KIND_FILES[k]:
+            if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
+                return True
+    return False
+
+
+def check_output_folder(path: str | os.PathLike[str], kind: str, overwrite: bool = False,
+                        resume: bool = False) -> list[Path]:
+    """Refuse (one-line VaekitError) to fit/train a ``kind`` artifact (detector | generator | train | codec) into a
+    folder that holds a vaekit artifact (of any kind) or files vaekit did not write, unless ``overwrite``; a missing
+    or empty folder is fine, and so is ``resume`` of a training run into its own folder. Returns the marker files of
+    the artifacts being replaced: pass them to :func:`retire_artifacts` right before the new one is written, so that
+    no tool reads a folder that mixes the old and the new artifact. Nothing is changed here."""
+    d = Path(path)
+    if not d.exists():
+        return []
+    if not d.is_dir():
+        raise VaekitError(f"{d}: is a file; --out names the folder to write the {kind} into")
+    found = folder_artifacts(d)
+    own_run = "train" in found or (d / "run.json").is_file()  # --resume reads and checks run.json itself
+    if resume and kind == "train" and own_run and not (set(found) - {"train"}):
+        return []  # continuing its own run
+    try:
+        names = sorted(e.name for e in os.scandir(d))
+    except OSError as e:
+        raise VaekitError(f"{d}: cannot list the folder ({e.strerror or e})") from None
+    foreign = [n for n in names if n not in OS_FILES and not is_temp_name(n) and not _owned(n, found)]
+    if not overwrite and (found or foreign):
+        what = [KIND_NAMES[k].format(marker=found[k][0].relative_to(d).as_posix()) for k in found]
+        if foreign:
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            what.append(f"files vaekit did not write ({', '.join(foreign[:3])}{more})")
+        hint = ", --resume to continue it" if kind == "train" and "train" in found and not resume else ""
+        raise VaekitError(f"{d}: already holds {' and '.join(what)}; pass --overwrite to write over it{hint}, "
+                          "or choose another --out")
+    keep = {"train"} if resume and kind == "train" else set()  # --resume --overwrite: other artifacts only
+    return [p for k, ps in found.items() if k not in keep for p in ps]
+
+
+def retire_artifacts(markers: Iterable[Path]) -> None:
+    """Delete the marker files :func:`check_output_folder` returned (the user passed --overwrite): the old
+    artifacts can then no longer be loaded half-replaced; the new artifact's own files are written over."""
+    for p in markers:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

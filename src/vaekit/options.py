@@ -5,7 +5,9 @@ Defaults live in the config dataclasses and the estimators; these helpers only p
 from __future__ import annotations
 
 import math
-from typing import Any
+import re
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import typer
 
@@ -60,3 +62,46 @@ def column_kinds(categorical: str, binary: str, continuous: str) -> dict[str, st
     if twice:
         raise VaekitError(f"column(s) {twice} given more than one kind (--categorical/--binary/--continuous)")
     return {c: kind for kind, cols in lists.items() for c in cols}
+
+
+# --- bounded counts: a count option past its bound is one line (exit 2) before anything is allocated -----------------
+MAX_SAMPLES = 100_000  # samples / neighbours / importance samples of one command
+MAX_ROWS = 1_000_000  # synthetic table rows (drawn in chunks)
+MAX_STEPS = 1_000  # interpolation / traversal steps
+MAX_GRID = 100  # latent map: grid × grid tiles
+MAX_K = 10_000  # latent samples per row of an anomaly score
+
+
+def count_option(default: int, *flags: str, hi: int, lo: int = 1, help: str = "") -> Any:
+    """An integer option in lo..hi, the range stated in --help; outside it → one-line VaekitError naming the option
+    (typer's ``min=``/``max=`` would print a three-line usage error instead)."""
+    name = max(flags, key=len)
+
+    def check(value: int) -> int:
+        if value is not None and not lo <= value <= hi:
+            raise VaekitError(f"{name} must be an integer in {lo}..{hi}, got {value}")
+        return value
+
+    return typer.Option(default, *flags, callback=check, help=f"{help.rstrip('.')} ({lo}..{hi}).".lstrip())
+
+
+# --- API errors in CLI words ------------------------------------------------------------------------------------------
+KIND_OPTIONS = "--categorical/--binary/--continuous"
+
+
+@contextmanager
+def cli_wording(source: object, **options: str) -> Iterator[None]:
+    """Errors of the Python API raised inside, worded for the command line (same error class): a leading ``X:`` (the
+    API's name for the data) becomes ``source`` (the file), and each parameter name in ``options`` its CLI option
+    (``allow_missing="--allow-missing"``)."""
+    try:
+        yield
+    except VaekitError as e:
+        msg = str(e)
+        if msg.startswith("X: "):
+            msg = f"{source}: {msg[3:]}"
+        for param, option in options.items():
+            msg = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", option, msg)
+        if msg == str(e):
+            raise
+        raise type(e)(msg) from None

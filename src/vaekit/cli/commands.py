@@ -13,6 +13,7 @@ from vaekit.core import workflows
 from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.errors import VaekitError
 from vaekit.options import device_option, ints, seed_option, threads_option
+from vaekit.options import MAX_SAMPLES, count_option
 
 app = typer.Typer(rich_markup_mode=None, help="Train, evaluate, sample and reconstruct a VAE; the demo report.")
 
@@ -28,8 +29,13 @@ def train(
     epochs: int = typer.Option(_T.epochs, help="Maximum number of epochs (the cosine schedule spans them)."),
     time_limit: float = typer.Option(_T.time_limit_min, "--time-limit", min=0.0,
                                      help="Stop after this many minutes of this invocation (0 = none)."),
+    fit_schedule: bool = typer.Option(_T.fit_schedule_to_time, "--fit-schedule-to-time/--fixed-schedule",
+                                      help="With --time-limit: the cosine schedule runs over the time budget "
+                                      "(lr reaches its minimum when the time is up) instead of over --epochs."),
     seed: int = seed_option(),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start a new run in an --out that already holds a run, "
+                                   "another vaekit artifact or other files (see README, 'Command line')."),
     likelihood: str = typer.Option(_M.likelihood, help="bernoulli | gaussian | gaussian_learned | logistic | categorical."),
     n_categories: int = typer.Option(_M.n_categories, help="Categories per dimension (categorical likelihood)."),
     arch: str = typer.Option(_M.arch, help="mlp | conv."),
@@ -65,8 +71,10 @@ def train(
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                        schedule=schedule, objective=objective, iwae_k=k, beta=beta, warmup_epochs=warmup,
                        free_bits=free_bits, binarize=binarize, precision=precision, early_stopping=early_stopping,
-                       time_limit_min=time_limit, seed=seed, device=device, num_threads=threads)
-    model, hist = workflows.train(data, out, mcfg, tcfg, resume=resume, progress=progress, conditional=conditional)
+                       time_limit_min=time_limit, fit_schedule_to_time=fit_schedule, seed=seed, device=device,
+                       num_threads=threads)
+    model, hist = workflows.train(data, out, mcfg, tcfg, resume=resume, progress=progress, conditional=conditional,
+                                  overwrite=overwrite)
     last = hist.epochs[-1] if hist.epochs else {}
     typer.echo(f"trained {len(hist.epochs)} epoch(s), stopped by {hist.stopped}; best epoch {hist.best_epoch + 1}; "
                f"val ELBO {last.get('val_elbo', float('nan')):.3f}; model in {out / 'model'}")
@@ -76,7 +84,8 @@ def train(
 def eval_(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     data: Path = typer.Option(..., "--data", help="Data file."),
-    split: str = typer.Option("test", help="Split of an .npz: train | valid | test."),
+    split: Optional[str] = typer.Option(None, help="train | valid | test (default: test of an .npz; other files "
+                                        "hold one split, train); a split the file lacks is refused."),
     k: int = typer.Option(5000, "--k", help="Importance samples for the NLL."),
     batch_size: int = typer.Option(100, "--batch-size", min=1),
     precision: str = typer.Option("fp32", help="fp32 | bf16 (decoder matmuls in bfloat16)."),
@@ -102,7 +111,7 @@ def eval_(
 def sample(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG grid or .npy array."),
-    n: int = typer.Option(64, "--n", min=1, help="Number of samples."),
+    n: int = count_option(64, "--n", hi=MAX_SAMPLES, help="Number of samples."),
     temperature: float = typer.Option(1.0, help="Scale of the prior draw."),
     seed: int = typer.Option(0),
     label: Optional[int] = typer.Option(None, help="Class to generate (conditional models)."),
@@ -117,7 +126,7 @@ def sample(
 def reconstruct(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     data: Path = typer.Option(..., "--data", help="Data file."),
-    split: str = typer.Option("test"),
+    split: Optional[str] = typer.Option(None, help="As for eval: default test of an .npz, train of other files."),
     n: int = typer.Option(16, "--n", min=1),
     out: Path = typer.Option(Path("reconstructions.png"), "--out", "-o", help="PNG (inputs over reconstructions) or .npy."),
 ) -> None:

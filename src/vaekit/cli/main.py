@@ -5,6 +5,7 @@ Commands hold no logic beyond argument handling; bad input → one line on stder
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +13,7 @@ import typer
 
 from vaekit import __version__
 from vaekit.cli.commands import app as core_app
+from vaekit.deploy.cli import app as deploy_app
 from vaekit.errors import VaekitError
 from vaekit.files import protect_inputs, release_inputs
 from vaekit.jobs.anomaly.cli import app as anomaly_app
@@ -43,6 +45,7 @@ app.add_typer(compress_app)                    # compress, decompress, codec tra
 app.add_typer(anomaly_app, name="anomaly")     # anomaly fit | score
 app.add_typer(impute_app)                      # impute, inpaint
 app.add_typer(explore_app)                     # explore, latent …
+app.add_typer(deploy_app)                      # export (ONNX / TorchScript)
 
 
 OUTPUT_OPTIONS = ("-o", "--out", "--plot", "--uncertainty")
@@ -82,11 +85,19 @@ def _guard_outputs(argv: list[str]) -> None:
     protect_inputs(p for p in ins if p and Path(p).exists())
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: object = None, line: str | None = None) -> None:
+    """Warnings during a command: one line ``warning: …`` on stderr (no file name, no source line)."""
+    typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: VaekitError and file errors become one line on stderr and exit code 2."""
+    """Entry point: VaekitError and file errors become one line on stderr and exit code 2; warnings one line each."""
     try:
         _guard_outputs(list(sys.argv[1:] if argv is None else argv))
-        app(args=argv, standalone_mode=True)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            app(args=argv, standalone_mode=True)
     except VaekitError as e:
         typer.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None

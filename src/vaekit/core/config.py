@@ -222,6 +222,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     early_stopping: int = 0  # patience in epochs; 0 = off
     time_limit_min: float = 0.0  # 0 = no limit
+    fit_schedule_to_time: bool = True  # with a time limit: the cosine schedule runs over the time, not the epochs
     grad_clip: float = 0.0
     nan_policy: str = "rollback"  # rollback | raise
     seed: int = 0

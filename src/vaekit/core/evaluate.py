@@ -16,6 +16,22 @@ from vaekit.core.inference import log_weights
 from vaekit.core.model import VAE
 from vaekit.runtime import autocast
 
+ACTIVE_VARIANCE = 1e-2  # a latent unit is active when Var_x[μ_u(x)] exceeds this (Burda et al. 2015)
+
+
+def active_units(mu: torch.Tensor) -> int:
+    """Latent units whose posterior mean varies over the examples: #{u : Var_x μ_u(x) > ACTIVE_VARIANCE}."""
+    return int((mu.var(0) > ACTIVE_VARIANCE).sum()) if len(mu) > 1 else 0
+
+
+@torch.no_grad()
+def count_active_units(model: VAE, x: torch.Tensor, c: torch.Tensor | None = None, batch_size: int = 500) -> int:
+    """:func:`active_units` of the encoder means on the examples x (on the model's device, in batches)."""
+    dev = next(model.parameters()).device
+    mus = [model.encode(x[i:i + batch_size].to(dev), None if c is None else c[i:i + batch_size].to(dev))[0].float()
+           for i in range(0, len(x), batch_size)]
+    return active_units(torch.cat(mus)) if mus else 0
+
 
 @torch.no_grad()
 def evaluate(model: VAE, x: torch.Tensor, k: int = 5000, batch_size: int = 100, c: torch.Tensor | None = None,
@@ -52,7 +68,7 @@ def evaluate(model: VAE, x: torch.Tensor, k: int = 5000, batch_size: int = 100, 
     nll_mean = float(nll_t.mean())
     bpd = nll_mean / (d * math.log(2)) + (8.0 if dequantized_8bit else 0.0)
     mu_all = torch.cat(mus)
-    au = int((mu_all.var(0) > 1e-2).sum()) if len(mu_all) > 1 else 0
+    au = active_units(mu_all)
     return {"nll": nll_mean, "nll_sem": float(nll_t.std() / math.sqrt(len(nll_t))) if len(nll_t) > 1 else 0.0,
             "elbo": float(elbo_t.mean()), "recon": float(torch.cat(recon).mean()),
             "kl": float(torch.cat(kl_all).mean()), "bits_per_dim": bpd, "active_units": au,

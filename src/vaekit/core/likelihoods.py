@@ -33,6 +33,21 @@ class Likelihood:
     discrete_bits: float | None = None  # bits of one dimension's alphabet, for bits/dim of discrete data
     supports_column_variance: bool = False  # has log-variance outputs that obs_variance="column" can make free
     supports_images: bool = False  # models 8-bit pixels: ``to_uint8`` maps model space back to them
+    coding: str | None = None  # lossless coding model of one symbol: "bernoulli" | "categorical" (None: continuous)
+
+    def n_symbols(self) -> int:
+        """Alphabet size of one dimension for lossless coding (symbols 0..n_symbols−1)."""
+        raise VaekitError(f"likelihood {self.name!r} is continuous: it has no symbol alphabet to code")
+
+    def symbols_to_model(self, s: np.ndarray) -> np.ndarray:
+        """Integer symbols → the model's input space (float64), as ``prepare`` maps them."""
+        return s.astype(np.float64)
+
+    def symbol_probs(self, params: torch.Tensor, quantise: Any) -> np.ndarray:
+        """Coding distribution of each dimension from decoder parameters (P, D), every parameter first passed
+        through ``quantise`` (so encoder and decoder build identical tables): P(x_d = 1) (D,) for "bernoulli",
+        P(x_d = s) (D, n_symbols) for "categorical"."""
+        raise VaekitError(f"likelihood {self.name!r} is continuous: bits-back coding needs a discrete likelihood")
 
     @classmethod
     def from_config(cls, cfg: Any) -> Likelihood:
@@ -121,6 +136,15 @@ class Bernoulli(Likelihood):
     name = "bernoulli"
     discrete_bits = 1.0
     supports_images = True
+    coding = "bernoulli"
+
+    def n_symbols(self) -> int:
+        return 2
+
+    def symbol_probs(self, params: torch.Tensor, quantise: Any) -> np.ndarray:
+        """P(x_d = 1) = σ(l_d)."""
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-quantise(params[0])))
 
     def log_prob_dims(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         logits = _up(params[..., 0, :])
@@ -252,6 +276,23 @@ class DiscretizedLogistic(Likelihood):
     name = "logistic"
     n_params = 2
     discrete_bits = 8.0
+    coding = "categorical"
+
+    def n_symbols(self) -> int:
+        return 256
+
+    def symbols_to_model(self, s: np.ndarray) -> np.ndarray:
+        return s.astype(np.float64) / 127.5 - 1.0
+
+    def symbol_probs(self, params: torch.Tensor, quantise: Any) -> np.ndarray:
+        """P(x_d = s) = σ((b_{s+1} − μ)/s) − σ((b_s − μ)/s) over the 256 bins, log s floored at −7."""
+        mu, log_s = quantise(params[0])[:, None], np.maximum(quantise(params[1]), -7.0)[:, None]
+        inner = (np.arange(1, 256) / 127.5 - 1.0 - 1.0 / 255)[None, :]  # bin boundaries between symbols
+        with np.errstate(over="ignore"):  # exp → inf gives the exact limit cdf = 0
+            cdf = 1.0 / (1.0 + np.exp(-(inner - mu) / np.exp(log_s)))
+        d = len(mu)
+        cdf = np.concatenate([np.zeros((d, 1)), cdf, np.ones((d, 1))], axis=1)
+        return np.maximum(np.diff(cdf, axis=1), 0.0)
     supports_images = True
 
     def log_prob_dims(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -302,6 +343,7 @@ class Categorical(Likelihood):
     """log p(x|z) = Σ_d log softmax(l_d)[x_d], K categories per dimension; data are integers 0..K−1."""
 
     name = "categorical"
+    coding = "categorical"
 
     def __init__(self, n_categories: int) -> None:
         self.n_params = int(n_categories)
@@ -335,6 +377,15 @@ class Categorical(Likelihood):
         if x.size and (np.any(x != np.round(x)) or x.min() < 0 or x.max() >= self.n_params):
             raise DataError(f"{source}: categorical likelihood needs integers in 0..{self.n_params - 1}")
         return torch.from_numpy(np.asarray(x, dtype=np.float32))
+
+    def n_symbols(self) -> int:
+        return int(self.n_params)
+
+    def symbol_probs(self, params: torch.Tensor, quantise: Any) -> np.ndarray:
+        """P(x_d = s) = softmax(l_d)_s."""
+        logits = quantise(params.T)  # (D, K)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        return p / p.sum(1, keepdims=True)
 
 
 @LIKELIHOODS.register("mixed")

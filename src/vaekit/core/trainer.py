@@ -263,7 +263,15 @@ class Trainer:
                 val_metric = -v.get("iwae", v["elbo"])  # keep-best on the bound being trained
             row["time"] = elapsed
             self.history.epochs.append(row)
-            if self.scheduler is not None:
+            if self._schedule_over_time():
+                # cosine over whichever budget ends first: lr = lr_min + (lr − lr_min)·½(1 + cos π·p),
+                # p = max(t/T, e/E) with t the training time so far, T its value when this invocation's limit is
+                # reached, e the epochs done and E = epochs (robust to a slow or shared machine)
+                frac = min(1.0, max(elapsed / (elapsed0 + 60 * cfg.time_limit_min), (epoch + 1) / cfg.epochs))
+                lo = cfg.lr * cfg.min_lr_ratio
+                for g in opt.param_groups:
+                    g["lr"] = lo + (cfg.lr - lo) * 0.5 * (1 + math.cos(math.pi * frac))
+            elif self.scheduler is not None:
                 if cfg.schedule == "plateau":
                     self.scheduler.step(val_metric)
                 else:
@@ -301,6 +309,12 @@ class Trainer:
             self._write_metrics()
         return self.history
 
+    def _schedule_over_time(self) -> bool:
+        """With a time limit and the cosine schedule, run the schedule over the time (``fit_schedule_to_time``)."""
+        cfg = self.cfg
+        return bool(cfg.fit_schedule_to_time and cfg.time_limit_min > 0 and cfg.schedule == "cosine"
+                    and self.scheduler is not None)
+
     def _tensorboard(self, row: dict[str, float]) -> None:
         """Scalars to ``out_dir/tensorboard`` when the tensorboard package is installed (optional)."""
         if self.out_dir is None:
@@ -333,5 +347,6 @@ class Trainer:
     def _bar(self, epoch: int, total: int, done: int = 0) -> Any:
         if not self.progress:
             return None
-        return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
+        return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                    leave=False,
                     mininterval=0.5)

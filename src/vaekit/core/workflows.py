@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,13 @@ import torch
 
 from vaekit.core.checkpoint import CONFIG_FILE, load_model
 from vaekit.core.config import ModelConfig, TrainConfig
-from vaekit.core.evaluate import evaluate
+from vaekit.core.evaluate import ACTIVE_VARIANCE, count_active_units, evaluate
 from vaekit.core.model import VAE
 from vaekit.core.preprocess import prepare
-from vaekit.core.trainer import CHECKPOINT, MODEL_DIR, History, Trainer
+from vaekit.core.trainer import MODEL_DIR, History, Trainer
 from vaekit.data import Dataset, infer_image_shape, load_array, load_splits
-from vaekit.errors import CheckpointError, DataError, VaekitError
-from vaekit.files import atomic_save, atomic_write_text, read_json
+from vaekit.errors import CheckpointError, DataError, VaekitError, VaekitWarning
+from vaekit.files import atomic_save, atomic_write_text, check_output_folder, read_json, retire_artifacts
 from vaekit.plots import save_grid
 from vaekit.runtime import (
     resolve_device,
@@ -69,12 +70,14 @@ def prepare_for_model(model: VAE, extra: dict[str, Any], ds: Dataset) -> tuple[t
 
 def train(data: str | Path, out: str | Path, model_config: ModelConfig | None = None,
           train_config: TrainConfig | None = None, resume: bool = False, progress: bool = True,
-          conditional: bool = False) -> tuple[VAE, History]:
-    """Fit a VAE on ``data`` (train split; valid split or a 10% carve-out for validation); results in ``out``."""
+          conditional: bool = False, overwrite: bool = False) -> tuple[VAE, History]:
+    """Fit a VAE on ``data`` (train split; valid split or a 10% carve-out for validation); results in ``out``.
+
+    ``out`` must be missing, empty or (with ``resume``) this run's own folder; anything else (another run, another
+    vaekit artifact, files vaekit did not write) needs ``overwrite`` (:func:`vaekit.files.check_output_folder`)."""
     out = Path(out)
     tcfg = train_config or TrainConfig()
-    if (out / CHECKPOINT).exists() and not resume:
-        raise VaekitError(f"{out}: already holds a training run; pass --resume to continue it or choose another --out")
+    replaced = check_output_folder(out, "train", overwrite, resume)
     run_file = out / "run.json"
     if resume and run_file.is_file():
         saved = read_json(run_file, "run file")
@@ -105,6 +108,7 @@ def train(data: str | Path, out: str | Path, model_config: ModelConfig | None = 
         x_va, _ = prepare(va.x, model.likelihood, va.source, "static" if tcfg.binarize != "none" else "none",
                           seed=tcfg.seed + 7)
     out.mkdir(parents=True, exist_ok=True)
+    retire_artifacts(replaced)
     atomic_write_text(run_file, json.dumps({"model": mcfg.to_dict(), "train": tcfg.to_dict(), "data": str(data)},
                                            indent=2))
     extra = {"data": {"source": str(data), "binarize": tcfg.binarize, "seed": tcfg.seed + 7,
@@ -112,16 +116,37 @@ def train(data: str | Path, out: str | Path, model_config: ModelConfig | None = 
     trainer = Trainer(model, tcfg, out_dir=out, progress=progress, model_extra=extra)
     hist = trainer.fit(x_tr, x_va, tf, _labels(tr, mcfg.n_conditions),
                        None if va is None else _labels(va, mcfg.n_conditions), resume=resume)
+    warn_if_collapsed(model, x_tr if x_va is None else x_va, _labels(tr if va is None else va, mcfg.n_conditions))
     return model, hist
 
 
-def evaluate_file(model_dir: str | Path, data: str | Path, split: str = "test", k: int = 5000,
+def warn_if_collapsed(model: VAE, x: torch.Tensor, c: torch.Tensor | None = None) -> int:
+    """Active latent units on x (the validation split); fewer than a quarter of the latent dimensions → a one-line
+    :class:`~vaekit.errors.VaekitWarning` naming the remedies. Returns the count."""
+    was = model.training
+    model.eval()
+    try:
+        au = count_active_units(model, x, c)
+    finally:
+        model.train(was)
+    d = model.config.latent_dim
+    if au < d / 4:
+        warnings.warn(f"only {au} of {d} latent units are active (variance of the posterior mean over the validation "
+                      f"examples > {ACTIVE_VARIANCE:g}): the posterior collapsed; retrain with a KL warm-up "
+                      "(--warmup EPOCHS; TrainConfig.warmup_epochs) or free bits (--free-bits NATS; "
+                      "TrainConfig.free_bits)", VaekitWarning, stacklevel=2)
+    return au
+
+
+def evaluate_file(model_dir: str | Path, data: str | Path, split: str | None = None, k: int = 5000,
                   batch_size: int = 100, precision: str = "fp32", seed: int = 0, limit: int = 0,
                   progress: bool = False, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
-    """IS-NLL, ELBO, KL, bits/dim of a trained model on one split of a data file."""
+    """IS-NLL, ELBO, KL, bits/dim of a trained model on one split of a data file (``split`` None: 'test' of an .npz,
+    the only split, 'train', of other formats; a split the file does not have → DataError listing its splits)."""
     model, extra = load(model_dir)
     dev = resolve_device(device)
-    ds = load_array(data, split if Path(data).suffix == ".npz" else None)
+    split = split or ("test" if Path(data).suffix == ".npz" else "train")
+    ds = load_array(data, split)
     x, c = prepare_for_model(model, extra, ds)
     if limit:
         x, c = x[:limit], None if c is None else c[:limit]
@@ -178,11 +203,12 @@ def sample(model_dir: str | Path, n: int = 64, out: str | Path | None = None, te
     return arr
 
 
-def reconstruct(model_dir: str | Path, data: str | Path, split: str = "test", n: int = 16,
+def reconstruct(model_dir: str | Path, data: str | Path, split: str | None = None, n: int = 16,
                 out: str | Path | None = None) -> np.ndarray:
-    """Rows of (input, reconstruction E[x|z=μ(x)]) for the first n examples; with ``out`` a PNG."""
+    """Rows of (input, reconstruction E[x|z=μ(x)]) for the first n examples; with ``out`` a PNG. ``split`` as in
+    :func:`evaluate_file`."""
     model, extra = load(model_dir)
-    ds = load_array(data, split if Path(data).suffix == ".npz" else None)
+    ds = load_array(data, split or ("test" if Path(data).suffix == ".npz" else "train"))
     x, c = prepare_for_model(model, extra, ds)
     x, c = x[:n], None if c is None else c[:n]
     rec = model.reconstruct(x, c)

@@ -3,6 +3,11 @@
 Formats: ``.npz`` (split keys ``train``/``valid``/``test`` or ``x_train``/``y_train``…, or ``X``/``y``), ``.npy``,
 MNIST-style IDX (optionally ``.gz``), folders of PNG/JPEG images (sub-folder names become labels), CSV/Parquet
 numeric tables.
+
+Splits: an ``.npz`` has the splits its keys name; every other format holds one split, ``train``. Asking for a split
+a file does not have is a DataError listing the splits it has (never another split under that name).
+:func:`load_splits` needs at least MIN_TRAIN_ROWS training rows, and carves a validation split of at least
+MIN_VALID_ROWS row (``valid_fraction`` of the rows) when the file has none: so at least 3 rows.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ MAX_ARRAY_VALUES = 1 << 28  # … and ≤ 268,435,456 values (1 GiB once convert
 MAX_IDX_BYTES = MAX_ARRAY_BYTES
 MAX_IMAGE_PIXELS = 1 << 24  # one image: ≤ 16,777,216 pixels (e.g. 4096×4096), read from its header before decoding
 MAX_NPZ_MEMBERS = 10_000
+MIN_TRAIN_ROWS = 2  # training examples needed (one gives no distribution to learn, and a NaN validation bound)
+MIN_VALID_ROWS = 1  # rows a carved validation split has at least
 
 
 @dataclass
@@ -135,7 +142,11 @@ def _load_npz(path: Path, split: str | None) -> Dataset:
                 if split == "train" and "X" in keys:
                     key = "X"
                 else:
-                    raise DataError(f"{path}: no array for split {split!r} (keys: {keys})")
+                    have = [s for s, names in SPLIT_ALIASES.items() if any(n in keys for n in names)]
+                    if "X" in keys and "train" not in have:
+                        have.insert(0, "train")
+                    raise DataError(f"{path}: no array for split {split!r}; the file has split(s) {have} "
+                                    f"(keys: {keys})")
         else:
             for cand in ("train", "x_train", "X_train", "X", "x", "data", "arr_0"):
                 if cand in keys:
@@ -263,6 +274,10 @@ def _load_table(path: Path) -> Dataset:
                 raise
             if not isinstance(e, ImportError):
                 raise DataError(f"{path}: cannot read table ({e.__class__.__name__}: {str(e)[:200]})") from None
+    if path.suffix.lower() == ".csv":
+        from vaekit.data.tables import check_header
+
+        check_header(path)  # pandas would rename a repeated column name (a, a.1)
     try:
         df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as e:  # pandas raises many types for malformed files
@@ -274,11 +289,18 @@ def _load_table(path: Path) -> Dataset:
 
 
 def load_array(path: str | Path, split: str | None = None) -> Dataset:
-    """Load one split of a data file; raises DataError naming the file and the problem."""
+    """Load one split of a data file (None: an .npz's default array, or the only split of other formats); raises
+    DataError naming the file and the problem, also for a ``split`` the file does not have."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.is_dir() and path.suffix.lower() in {".npz", ".npy", ".gz", ".csv", ".parquet", *IMAGE_SUFFIXES}:
+        raise DataError(f"{path}: is a folder, expected a file")
+    if split is not None and split != "train" and path.suffix != ".npz":
+        what = "an image folder" if path.is_dir() else f"a {path.suffix or 'single-array'} file"
+        raise DataError(f"{path}: no split {split!r}; {what} has one split, ['train'] (put the data in an .npz with "
+                        "train/valid/test keys for a held-out split)")
     if path.is_dir():
         ds = _load_images(path)
     elif path.suffix == ".npz":
@@ -309,7 +331,7 @@ def _load_images_single(path: Path) -> Dataset:
 def load_splits(path: str | Path, valid_fraction: float = 0.1, seed: int = 0) -> dict[str, Dataset]:
     """train/valid/test from one file. A missing valid split is carved (seeded) from train; test may be absent."""
     path = Path(path)
-    out: dict[str, Dataset] = {"train": load_array(path, "train" if path.suffix == ".npz" else None)}
+    out: dict[str, Dataset] = {"train": load_array(path, "train")}
     for split in ("valid", "test"):
         if path.suffix == ".npz":
             try:
@@ -317,10 +339,16 @@ def load_splits(path: str | Path, valid_fraction: float = 0.1, seed: int = 0) ->
             except DataError as e:
                 if "no array for split" not in str(e):
                     raise
-    if "valid" not in out and valid_fraction > 0 and len(out["train"].x) >= 10:
+    n = len(out["train"].x)
+    carve = "valid" not in out and valid_fraction > 0
+    need = MIN_TRAIN_ROWS + (MIN_VALID_ROWS if carve else 0)
+    if n < need:
+        raise DataError(f"{out['train'].source}: {n} training example(s); at least {need} are needed "
+                        f"({MIN_TRAIN_ROWS} to train" + (f" + {MIN_VALID_ROWS} carved for validation)" if carve else ")"))
+    if carve:
         tr = out["train"]
         perm = np.random.default_rng(seed).permutation(len(tr.x))
-        n_val = max(1, int(round(valid_fraction * len(tr.x))))
+        n_val = min(n - MIN_TRAIN_ROWS, max(MIN_VALID_ROWS, int(round(valid_fraction * len(tr.x)))))
         vi, ti = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         out["valid"] = Dataset(tr.x[vi], None if tr.y is None else tr.y[vi], tr.source + "[valid part]")
         out["train"] = Dataset(tr.x[ti], None if tr.y is None else tr.y[ti], tr.source)

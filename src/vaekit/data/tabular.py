@@ -4,8 +4,13 @@ Encoded row = per column its value (continuous: fitted invertible transform t(x)
 over the K training categories), then one observed-mask bit per column (0 where the value is missing; the value slot
 holds 0). The schema and its fitted transforms serialise to JSON (no pickle).
 
-Inference from pandas dtypes: bool → binary; integer columns holding only {0, 1} → binary; other numbers →
-continuous; object / string / category → categorical. ``kinds={"col": "categorical"}`` overrides.
+Column kinds: :func:`infer_kinds`, the one rule of every job (detector, imputer, generator): bool → binary;
+numbers whose observed values are all 0/1 → binary; other numbers → continuous; text holding only numbers →
+continuous; text that is mostly numbers with some other strings → DataError naming the column and a value (junk in
+a numeric column); other text / category → categorical. ``kinds={"col": "categorical"}`` overrides.
+Resolution: each continuous column records at fit time its number of decimals (``params["decimals"]``: 0 for
+integer-valued columns, else the most decimals an observed value has, at most ``MAX_DECIMALS``; none recorded when
+values have more), and :meth:`TabularSchema.decode` rounds to it (imputed / generated values at the data's resolution).
 Documented edge cases: a constant continuous column gets scale 1 (t(x) = x − value), so any other value at scoring
 time is far from the training data; values are clipped to ±1e6 after the transform.
 """
@@ -26,6 +31,8 @@ KINDS = ("continuous", "binary", "categorical")
 TRANSFORMS = ("standard", "quantile", "yeo-johnson", "none")
 FORMAT, VERSION = "vaekit-tabular-schema", 1
 CLIP = 1e6
+MAX_DECIMALS = 6
+UNKNOWN = ("error", "missing", "abnormal")  # unseen categories: refuse | mask as missing | mask and report (encode_rows)
 
 
 @dataclass
@@ -105,6 +112,56 @@ def _inverse(y: np.ndarray, how: str, p: Mapping[str, Any]) -> np.ndarray:
     return x
 
 
+def resolution(v: np.ndarray) -> int | None:
+    """Decimals of the finite values ``v``: 0 if all are integers, else the most decimals any has (1..MAX_DECIMALS);
+    None when some value has more (the column is then not rounded)."""
+    v = np.asarray(v, dtype=np.float64)
+    for d in range(MAX_DECIMALS + 1):
+        s = v * 10.0 ** d
+        if np.all(np.abs(s - np.round(s)) <= 1e-11 * np.maximum(1.0, np.abs(s))):
+            return d
+    return None
+
+
+def infer_kinds(df: Any, kinds: Mapping[str, str] | None = None, source: str = "data",
+                remedy: str = "fix or blank those cells, or declare the column categorical in column_kinds") -> dict[str, str]:
+    """The kind of every column of ``df`` (see the module docstring); ``kinds`` (declared) win. Junk in a numeric
+    column (text that is mostly numbers) → DataError naming the column and a value, then ``remedy``."""
+    import pandas as pd
+
+    df = named(df)
+    declared = {str(k): v for k, v in (kinds or {}).items()}
+    unknown = sorted(set(declared) - {str(c) for c in df.columns})
+    if unknown:
+        raise DataError(f"{source}: declared column kind(s) for column(s) {unknown} that the table does not have")
+    out: dict[str, str] = {}
+    for name in df.columns:
+        s, key = df[name], str(name)
+        if key in declared:
+            out[key] = declared[key]
+            continue
+        obs = s.dropna()
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            out[key] = "categorical"
+        elif pd.api.types.is_bool_dtype(s):
+            out[key] = "binary"
+        elif pd.api.types.is_numeric_dtype(s):
+            out[key] = "binary" if len(obs) and bool(obs.isin([0, 1]).all()) else "continuous"
+        elif (s.dtype == object or pd.api.types.is_string_dtype(s)) and len(obs) and \
+                not obs.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+            bad = pd.to_numeric(obs, errors="coerce").isna()
+            if not bad.any():
+                out[key] = "continuous"  # numbers stored as text
+            elif int((~bad).sum()) > int(bad.sum()):
+                raise DataError(f"{source}: column {key!r} holds numbers and {int(bad.sum())} non-numeric value(s), "
+                                f"e.g. {obs[bad].iloc[0]!r}; {remedy}")
+            else:
+                out[key] = "categorical"
+        else:
+            out[key] = "categorical"
+    return out
+
+
 def named(df: Any) -> Any:
     """The DataFrame with string column names (integer names such as 0, 1, … become '0', '1', …)."""
     return df if all(isinstance(c, str) for c in df.columns) else df.rename(columns=str)
@@ -141,27 +198,13 @@ class TabularSchema:
     def infer(cls, df: Any, kinds: Mapping[str, str] | None = None, transform: str = "standard",
               allow_missing: bool | Sequence[str] = False, max_categories: int = 200,
               source: str = "data") -> "TabularSchema":
-        """Column kinds from pandas dtypes (or ``kinds``), not yet fitted."""
-        import pandas as pd
-
+        """Column kinds by :func:`infer_kinds` (``kinds`` declared ones win), not yet fitted."""
         df = named(df)
-        kinds = dict(kinds or {})
-        unknown = sorted(set(kinds) - {str(c) for c in df.columns})
-        if unknown:
-            raise DataError(f"{source}: declared column kind(s) for column(s) {unknown} that the table does not have")
+        all_kinds = infer_kinds(df, kinds, source)
         cols = []
         for name in df.columns:
-            s, key = df[name], str(name)
-            kind = kinds.get(key)
-            if kind is None:
-                if pd.api.types.is_bool_dtype(s):
-                    kind = "binary"
-                elif pd.api.types.is_integer_dtype(s) and set(pd.unique(s.dropna())) <= {0, 1}:
-                    kind = "binary"
-                elif pd.api.types.is_numeric_dtype(s):
-                    kind = "continuous"
-                else:
-                    kind = "categorical"
+            key = str(name)
+            kind = all_kinds[key]
             miss = allow_missing if isinstance(allow_missing, bool) else key in set(allow_missing)
             cols.append(Column(key, kind, transform if kind == "continuous" else "none", bool(miss)))
         return cls(cols, max_categories)
@@ -180,6 +223,9 @@ class TabularSchema:
                 if ok.size == 0:
                     raise DataError(f"{source}: column {c.name!r} has no observed values")
                 c.params = _fit_transform(ok.astype(np.float64), c.transform)
+                decimals = resolution(ok)
+                if decimals is not None:
+                    c.params["decimals"] = decimals
             else:
                 self._check_missing(s.isna().to_numpy(), c, source)
                 cats = _sorted(s.dropna().unique())
@@ -253,7 +299,12 @@ class TabularSchema:
 
     # --- encode / decode ---------------------------------------------------------------------------------------
     def encode(self, data: Any, source: str = "data", unknown: str = "error") -> np.ndarray:
-        """Table → float32 (N, input_dim). ``unknown='error'`` rejects unseen categories; ``'missing'`` masks them."""
+        """Table → float32 (N, input_dim). ``unknown='error'`` rejects unseen categories; ``'missing'`` and
+        ``'abnormal'`` mask them (``encode_rows`` also says where they were)."""
+        return self.encode_rows(data, source, unknown)[0]
+
+    def encode_rows(self, data: Any, source: str = "data", unknown: str = "error") -> tuple[np.ndarray, np.ndarray]:
+        """(encoded rows as :meth:`encode`, unseen (N, C) bool: observed values of categories unseen in training)."""
         import pandas as pd
 
         if isinstance(data, np.ndarray):
@@ -264,6 +315,7 @@ class TabularSchema:
         self._check_columns(data, source)
         n = len(data)
         out = np.zeros((n, self.input_dim), dtype=np.float32)
+        unseen_at = np.zeros((n, len(self.columns)), dtype=bool)
         off, vd = 0, self.value_dim
         for j, c in enumerate(self.columns):
             s = data[c.name]
@@ -278,7 +330,8 @@ class TabularSchema:
                 codes = np.where(isna, -1, pd.Index(c.categories, dtype=object).get_indexer(s.astype(object)))
                 unseen = (codes < 0) & ~isna
                 if unseen.any():
-                    if unknown != "missing":
+                    unseen_at[:, j] = unseen
+                    if unknown not in ("missing", "abnormal"):
                         vals = _sorted(set(s[unseen].tolist()))
                         raise DataError(f"{source}: column {c.name!r} has {int(unseen.sum())} value(s) of unseen "
                                         f"categor(ies) {vals[:5]} (training categories: {c.categories[:10]})")
@@ -290,10 +343,11 @@ class TabularSchema:
                     out[rows, off + codes[rows]] = 1.0
             out[:, vd + j] = ok
             off += c.width
-        return out
+        return out, unseen_at
 
     def decode(self, values: np.ndarray) -> Any:
-        """Encoded values (means or draws, N × value_dim[+mask]) → DataFrame in the user's units and categories."""
+        """Encoded values (means or draws, N × value_dim[+mask]) → DataFrame in the user's units and categories;
+        continuous values rounded to the column's resolution (``params["decimals"]``, when recorded)."""
         import pandas as pd
 
         values = np.asarray(values, dtype=np.float64)
@@ -301,7 +355,8 @@ class TabularSchema:
         off = 0
         for c in self.columns:
             if c.kind == "continuous":
-                cols[c.name] = _inverse(values[:, off], c.transform, c.params)
+                x = _inverse(values[:, off], c.transform, c.params)
+                cols[c.name] = x if c.params.get("decimals") is None else np.round(x, int(c.params["decimals"]))
             elif c.kind == "binary":
                 idx = (values[:, off] >= 0.5).astype(int)
                 cats = c.categories if len(c.categories) == 2 else c.categories * 2

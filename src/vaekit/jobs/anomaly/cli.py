@@ -8,17 +8,21 @@ from typing import Optional
 import typer
 
 from vaekit.data.tables import read_table
-from vaekit.errors import VaekitError
-from vaekit.files import atomic_write_text
+from vaekit.errors import CheckpointError, VaekitError
+from vaekit.files import atomic_write_text, check_output_folder, read_json, retire_artifacts
 from vaekit.jobs.anomaly.detector import VAEAnomalyDetector
 from vaekit.jobs.anomaly.files import load_detector, score_file
-from vaekit.jobs.anomaly.folder import DETECTOR_FILE
-from vaekit.options import column_kinds, device_option, ints, names, threads_option
+from vaekit.options import KIND_OPTIONS, cli_wording, column_kinds, device_option, ints, names, threads_option
+from vaekit.options import MAX_K, count_option
 from vaekit.plots import save_histogram
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Anomaly detection on tables: fit a detector, score new rows.")
 IGNORE_FILE = "cli.json"
+OPTIONS = dict(allow_missing="--allow-missing", column_kinds=KIND_OPTIONS, unknown_category="--unknown",
+               missing_score="--missing-score", score_type="--score", column_transform="--transform",
+               n_models="--n-models", max_steps="--max-steps", latent_dim="--latent-dim", hidden="--hidden",
+               contamination="--contamination")  # the detector's parameters as this command's options
 
 
 @app.command("fit")
@@ -27,7 +31,7 @@ def anomaly_fit(
     out: Path = typer.Option(..., "--out", help="Model folder for the fitted detector."),
     contamination: str = typer.Option("0.1", help="Expected outlier fraction in (0, 0.5], or 'auto' (median + 3 robust sd)."),
     score: str = typer.Option("nll", help="nll | elbo | recon_prob | recon_error."),
-    k: int = typer.Option(16, "--k", help="Latent samples per row for the score."),
+    k: int = count_option(16, "--k", hi=MAX_K, help="Latent samples per row for the score."),
     n_models: int = typer.Option(5, "--n-models", help="Ensemble size (seeds seed, seed+1, ...)."),
     max_steps: int = typer.Option(1000, "--max-steps", help="Optimizer steps per model (best on a 10% hold-out kept)."),
     latent_dim: int = typer.Option(16, "--latent-dim"),
@@ -38,16 +42,20 @@ def anomaly_fit(
     continuous: str = typer.Option("", help="Columns to treat as continuous."),
     ignore: str = typer.Option("", help="Columns to leave out (IDs, labels); also left out when scoring."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Empty cells/NaN are missing values (masked)."),
-    unknown: str = typer.Option("error", help="Unseen categories when scoring: error | missing."),
+    unknown: str = typer.Option("abnormal", help="Unseen categories when scoring: abnormal (scored as maximally "
+                                "unlikely in their column) | error (refused) | missing (masked: looks normal)."),
+    missing_score: str = typer.Option("per_observed", "--missing-score", help="With --allow-missing: per_observed "
+                                      "(score per observed column × columns: missing values are not rewarded) | "
+                                      "observed (sum over the observed columns only)."),
     seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a detector already in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out that already holds a detector, "
+                                   "another vaekit artifact or other files (see README, 'Command line')."),
     device: str = device_option(),
     threads: int = threads_option(),
 ) -> None:
     """Fit a VAE anomaly detector on a table; writes the model folder and a histogram of the training scores."""
 
-    if (out / DETECTOR_FILE).exists() and not overwrite:
-        raise VaekitError(f"{out}: already holds a detector; pass --overwrite or choose another --out")
+    replaced = check_output_folder(out, "detector", overwrite)
     df = read_table(train)
     drop = names(ignore)
     missing = [c for c in drop if c not in df.columns]
@@ -61,9 +69,11 @@ def anomaly_fit(
         raise VaekitError(f"--contamination must be a number or 'auto', got {contamination!r}") from None
     det = VAEAnomalyDetector(score_type=score, k=k, contamination=cont, latent_dim=latent_dim, hidden=ints(hidden, "hidden"),
                              max_steps=max_steps, n_models=n_models, column_transform=transform, column_kinds=kinds or None,
-                             allow_missing=allow_missing, unknown_category=unknown, random_state=seed,
-                             device=device, n_threads=threads or None)
-    det.fit(df)
+                             allow_missing=allow_missing, unknown_category=unknown, missing_score=missing_score,
+                             random_state=seed, device=device, n_threads=threads or None)
+    with cli_wording(train, **OPTIONS):
+        det.fit(df)
+    retire_artifacts(replaced)
     det.save(out)
     atomic_write_text(out / IGNORE_FILE, json.dumps({"ignore": drop}))
     save_histogram(out / "train_scores.png", {"training": det.decision_scores_}, det.threshold_,
@@ -77,9 +87,12 @@ def anomaly_fit(
 def anomaly_score(
     model_dir: Path = typer.Argument(..., help="Detector folder written by 'vaekit anomaly fit'."),
     data: Path = typer.Argument(..., help="Table to score (.csv or .parquet), read in chunks."),
-    out: Path = typer.Option(..., "--out", help="Output .csv or .parquet: score, label, top_columns."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Histogram PNG (default: OUT with .png)."),
+    out: Path = typer.Option(..., "--out", help="Output .csv or .parquet: score, label, top_columns; also writes "
+                             "OUT.png (the score histogram) unless --plot or --no-plot."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Histogram PNG (default: OUT with .png; an existing "
+                                        "OUT.png is replaced only with --overwrite)."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Do not write the histogram."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.png (the side output)."),
     chunksize: int = typer.Option(50_000, "--chunksize", help="Rows per chunk (bounds memory)."),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Column copied to the output, not scored."),
     top: int = typer.Option(3, "--top", help="Top contributing columns listed per row."),
@@ -88,12 +101,19 @@ def anomaly_score(
 ) -> None:
     """Score a table in chunks: anomaly score (higher = more abnormal), label (1 = outlier), top columns."""
 
+    side = None if no_plot or plot is not None else out.with_suffix(".png")
+    if side is not None and side.exists() and not overwrite and out.suffix.lower() != ".png":
+        raise VaekitError(f"{side}: exists, and 'anomaly score' also writes the histogram OUT.png; pass --overwrite "
+                          "to replace it, --plot PATH or --no-plot")
     det = load_detector(model_dir).set_params(device=device, n_threads=threads or None)
     det._check_params()  # an unknown --device or a missing GPU: one line, before any file is read
     cli_file = model_dir / IGNORE_FILE
-    ignore = json.loads(cli_file.read_text()).get("ignore", []) if cli_file.is_file() else []
-    res = score_file(det, data, out, chunksize, id_column, top, None if no_plot else (plot or out.with_suffix(".png")),
-                     drop=[c for c in ignore if c != id_column])
+    ignore = read_json(cli_file, "detector CLI settings").get("ignore", []) if cli_file.is_file() else []
+    if not isinstance(ignore, list) or not all(isinstance(c, str) for c in ignore):
+        raise CheckpointError(f"{cli_file}: 'ignore' must be a list of column names")
+    with cli_wording(data, **OPTIONS):
+        res = score_file(det, data, out, chunksize, id_column, top, None if no_plot else (plot or side),
+                         drop=[c for c in ignore if c != id_column])
     typer.echo(f"scored {res['rows']} rows in {res['seconds']:.1f} s ({res['rows_per_second']:.0f} rows/s); "
                f"{res['outliers']} above the threshold {res['threshold']:.4g}; scores in {res['out']}"
                + (f"; histogram {res['plot']}" if res["plot"] else ""))

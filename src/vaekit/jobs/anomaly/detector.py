@@ -20,6 +20,20 @@ column in the excess over the training median: e_j = max(0, t_j − median_train
 ``contamination``: a float c in (0, 0.5] puts the threshold at the (1 − c) quantile of the training scores (as
 PyOD); ``'auto'`` uses a robust rule: threshold = median + 3 · 1.4826 · MAD of the training scores (the standard
 deviation replaces the MAD when the MAD is 0), i.e. "more than 3 robust standard deviations above typical".
+
+Unseen categories at score time (``unknown_category``): ``'abnormal'`` (default) scores the value as maximally
+unlikely: its column's term is t_j = max(log(n + 1), the worst training term of column j) for the likelihood scores
+(n = training rows; at most 1/(n + 1) of the mass for a category never seen in n rows), the largest possible squared
+error (2 categorical, 1 binary) for ``recon_error``; the rest of the row is scored with that entry masked, so
+``top_columns`` names that column. ``'error'`` refuses such rows (DataError naming the column and value);
+``'missing'`` scores them as if the value were missing (which makes them look *normal*).
+
+Missing values (``allow_missing``; ``missing_score``): ``'per_observed'`` (default) scales a row's score and terms by
+C / C_obs (C columns, C_obs observed), i.e. the score per observed column times the number of columns, so a row is
+not made more normal by having fewer columns scored; ``'observed'`` sums the observed columns only (the raw
+−log p(x_obs): rows with many missing values score lowest). Rows with nothing missing are unaffected either way.
+
+Fitting needs at least 2 rows.
 """
 from __future__ import annotations
 
@@ -46,6 +60,9 @@ SCORES = ("elbo", "nll", "recon_prob", "recon_error")
 LIKELIHOODS = ("auto", "mixed", "bernoulli", "gaussian", "gaussian_learned")
 AUTO_K = 3.0  # contamination='auto': median + AUTO_K · robust sd
 MIN_STEPS_PER_EPOCH = 20
+MIN_ROWS = 2  # rows needed to fit
+UNKNOWN_CATEGORY = ("abnormal", "error", "missing")
+MISSING_SCORES = ("per_observed", "observed")
 
 
 class TrimmedELBO(ELBO):
@@ -76,7 +93,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
 
     Fitted attributes: ``decision_scores_`` (training scores), ``threshold_``, ``labels_`` (== predict(X_train)),
     ``models_`` (the VAEs), ``schema_`` (the :class:`TabularSchema`, for the mixed likelihood), ``columns_``,
-    ``feature_baseline_`` (training median of each column's term), ``n_features_in_``.
+    ``feature_baseline_`` (training median of each column's term), ``feature_worst_`` (its training maximum),
+    ``n_features_in_``.
 
     Training budget per member, sized to the data (n = training rows after the hold-out, b = ``batch_size``):
     steps = min(max_steps, max(100, ⌈max_steps · min(1, n/b)²⌉)) — the full ``max_steps`` once the rows fill a
@@ -93,9 +111,9 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                  obs_variance: str = "decoder", trim: float = 0.2,
                  validation_fraction: float = 0.1, early_stopping: int = 0, max_steps: int = 1000,
                  n_models: int = 5, likelihood: str = "auto", column_transform: str = "standard",
-                 allow_missing: bool | Sequence[str] = False, unknown_category: str = "error",
-                 column_kinds: Mapping[str, str] | None = None, random_state: int | None = None,
-                 verbose: bool = False, device: str = "auto", n_threads: int | None = None) -> None:
+                 allow_missing: bool | Sequence[str] = False, unknown_category: str = "abnormal",
+                 missing_score: str = "per_observed", column_kinds: Mapping[str, str] | None = None,
+                 random_state: int | None = None, verbose: bool = False, device: str = "auto", n_threads: int | None = None) -> None:
         self.score_type = score_type
         self.k = k
         self.contamination = contamination
@@ -117,6 +135,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.column_transform = column_transform
         self.allow_missing = allow_missing
         self.unknown_category = unknown_category
+        self.missing_score = missing_score
         self.column_kinds = column_kinds
         self.random_state = random_state
         self.verbose = verbose
@@ -132,8 +151,10 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             raise VaekitError(f"score_type {self.score_type!r} is not one of {list(SCORES)}")
         if self.likelihood not in LIKELIHOODS:
             raise VaekitError(f"likelihood {self.likelihood!r} is not one of {list(LIKELIHOODS)}")
-        if self.unknown_category not in ("error", "missing"):
-            raise VaekitError(f"unknown_category must be 'error' or 'missing', got {self.unknown_category!r}")
+        if self.unknown_category not in UNKNOWN_CATEGORY:
+            raise VaekitError(f"unknown_category must be one of {list(UNKNOWN_CATEGORY)}, got {self.unknown_category!r}")
+        if self.missing_score not in MISSING_SCORES:
+            raise VaekitError(f"missing_score must be one of {list(MISSING_SCORES)}, got {self.missing_score!r}")
         if int(self.k) < 1 or int(self.n_models) < 1 or int(self.epochs) < 1 or int(self.max_steps) < 1:
             raise VaekitError("k, n_models, epochs and max_steps must be >= 1")
         if not 0 <= self.validation_fraction < 1:
@@ -166,6 +187,10 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
     # --- data → model space ------------------------------------------------------------------------------------
     def _encode(self, X: Any, reset: bool) -> torch.Tensor:
         """Validate X (array or DataFrame) and map it to the model's encoded rows (N, D) float32."""
+        return self._encode_rows(X, reset)[0]
+
+    def _encode_rows(self, X: Any, reset: bool) -> tuple[torch.Tensor, np.ndarray | None]:
+        """(encoded rows as :meth:`_encode`, where unseen categories were (N, C) for ``unknown_category='abnormal'``)."""
         import pandas as pd
 
         frame_fit = self._mixed and (_is_frame(X) if reset else getattr(self, "_input", "") == "frame")
@@ -185,15 +210,16 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                 X = X[self.schema_.names]
                 validate_data(self, X, skip_check_array=True, reset=False)
             if reset:
-                if len(X) == 0:
-                    raise DataError("X: the table has no rows (0 samples); at least 1 is required")
+                if len(X) < MIN_ROWS:
+                    raise DataError(f"X: the table has {len(X)} row(s) ({len(X)} sample(s)); at least {MIN_ROWS} "
+                                    "are required to fit")
                 if X.shape[1] == 0:
                     raise DataError("X: the table has no columns left to model (all were ignored or dropped)")
                 validate_data(self, X, skip_check_array=True, reset=True)
                 self.schema_ = TabularSchema.infer(X, self.column_kinds, self.column_transform, self.allow_missing,
                                                    source="X").fit(X, "X")
                 self._input = "frame"
-            return torch.from_numpy(self.schema_.encode(X, "X", self.unknown_category))
+            return self._rows(X)
         allow_nan = self._mixed and self.allow_missing is not False
         try:
             arr = validate_data(self, X, reset=reset, dtype=np.float64,
@@ -201,6 +227,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         except ValueError as e:
             raise DataError(" ".join(str(e).split())) from None
         if reset:
+            if len(arr) < MIN_ROWS:
+                raise DataError(f"X: {len(arr)} sample(s) (rows); at least {MIN_ROWS} are required to fit")
             self._input = "array"
             if self._mixed:
                 names = [f"x{j}" for j in range(arr.shape[1])]
@@ -210,9 +238,13 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             else:
                 self.schema_ = None
         if self._mixed:
-            return torch.from_numpy(self.schema_.encode(arr, "X", self.unknown_category))
+            return self._rows(arr)
         lik = make_likelihood(self.likelihood, logvar_min=self.obs_logvar_min)
-        return lik.prepare(arr.astype(np.float32), "X")
+        return lik.prepare(arr.astype(np.float32), "X"), None
+
+    def _rows(self, X: Any) -> tuple[torch.Tensor, np.ndarray | None]:
+        x, unseen = self.schema_.encode_rows(X, "X", self.unknown_category)
+        return torch.from_numpy(x), unseen if self.unknown_category == "abnormal" and unseen.any() else None
 
     # --- fitting -----------------------------------------------------------------------------------------------
     def _model_config(self, x: torch.Tensor) -> ModelConfig:
@@ -264,6 +296,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             scores, cols = self._score_encoded(x)
         self.decision_scores_ = scores
         self.feature_baseline_ = np.median(cols, axis=0)
+        self.feature_worst_ = cols.max(axis=0)  # the unseen-category term's floor (unknown_category='abnormal')
         self.threshold_ = self._threshold(scores)
         self.labels_ = (scores > self.threshold_).astype(int)
         return self
@@ -302,10 +335,13 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         w = torch.softmax(lw, 0).unsqueeze(-1)
         return -(torch.logsumexp(lw, 0) - math.log(len(eps))), -(w * lpd).sum(0)
 
-    def _score_encoded(self, x: torch.Tensor, memory_mb: float = 128.0) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble mean of scores and per-column terms, in row batches of bounded memory."""
+    def _score_encoded(self, x: torch.Tensor, memory_mb: float = 128.0,
+                       unseen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean of scores and per-column terms, in row batches of bounded memory; then the unseen-category
+        and missing-value rules of the module docstring (``unseen``: (N, C) from :meth:`_encode_rows`)."""
         if len(x) == 0:
             return np.zeros(0), np.zeros((0, len(self.columns_)))
+        observed = x[:, self.schema_.value_dim:].cpu().numpy() > 0.5 if self._per_observed else None
         m0 = self.models_[0]
         width = max(m0.decoder.n_params * m0.decoder.data_dim, x.shape[1], *m0.config.hidden)
         k = 1 if self.score_type == "recon_error" else int(self.k)
@@ -329,13 +365,41 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                 model.cpu()
         assert cols is not None
         m = len(self.models_)
-        return score / m, cols / m
+        return self._adjust(score / m, cols / m, observed, unseen)
+
+    @property
+    def _per_observed(self) -> bool:
+        return self._mixed and self.allow_missing is not False and self.missing_score == "per_observed"
+
+    def _unseen_penalty(self) -> np.ndarray:
+        """Per column, the term of a value of an unseen category (see the module docstring)."""
+        cols = self.schema_.columns
+        if self.score_type == "recon_error":
+            return np.array([2.0 if c.kind == "categorical" else 1.0 for c in cols])
+        floor = np.full(len(cols), math.log(len(self.decision_scores_) + 1.0))
+        worst = getattr(self, "feature_worst_", None)
+        return floor if worst is None else np.maximum(floor, worst)
+
+    def _adjust(self, score: np.ndarray, cols: np.ndarray, observed: np.ndarray | None,
+                unseen: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Unseen categories: their column's term added; ``missing_score='per_observed'``: rows with missing values
+        scaled by C / C_obs. Rows with neither are returned untouched."""
+        if unseen is not None and unseen.any():
+            add = np.where(unseen, self._unseen_penalty()[None, :], 0.0)
+            score, cols = score + add.sum(1), cols + add
+        if observed is not None:
+            n_obs = (observed if unseen is None else observed | unseen).sum(1)
+            part = n_obs < observed.shape[1]
+            if part.any():
+                f = np.where(part, observed.shape[1] / np.maximum(n_obs, 1), 1.0)
+                score, cols = np.where(part, score * f, score), np.where(part[:, None], cols * f[:, None], cols)
+        return score, cols
 
     def _details(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "models_")
-        x = self._encode(X, reset=False)
+        x, unseen = self._encode_rows(X, reset=False)
         with threads(self._threads()):
-            return self._score_encoded(x)
+            return self._score_encoded(x, unseen=unseen)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score per row, higher = more abnormal (PyOD convention)."""
@@ -380,7 +444,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         """PyOD's confidence in each label (Perini et al. 2020), in [0, 1]: how surely the same label would come out
         of a slightly different training set. With n training scores, m of them <= s and contamination c:
         p = (1 + m) / (2 + n) (posterior outlier probability), conf = P[Binomial(n, p) > n − ⌊n·c⌋]
-        (1 − that for rows labelled inliers; for ``contamination='auto'`` n·c is the number of flagged training rows).
+        (1 − that for rows labelled inliers; for ``contamination='auto'`` c is the flagged share of the training rows).
         """
         return self._confidence(self.decision_function(X))
 
@@ -391,7 +455,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         n = len(train)
         m = np.searchsorted(train, s, side="right")
         post = (1.0 + m) / (2.0 + n)
-        n_out = int(self.labels_.sum()) if self.contamination == "auto" else int(n * float(self.contamination))
+        c = float(self.labels_.mean()) if self.contamination == "auto" else float(self.contamination)
+        n_out = int(n * c)  # as PyOD computes it (for 'auto' this can round one below the flagged count)
         conf = 1.0 - bdtr(n - n_out, n, post)  # 1 − P[Binomial(n, p) <= n − n_out]
         labels = s > self.threshold_
         return np.where(labels, conf, 1.0 - conf)

@@ -7,7 +7,6 @@ folder that is renamed over the output at the end (a crash never leaves a half-w
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -15,9 +14,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from vaekit.data.tables import check_header, check_is_file, csv_safe
 from vaekit.errors import DataError
 from vaekit.files import (
     check_target,
+    new_temp_file,
 )
 from vaekit.jobs.anomaly.detector import VAEAnomalyDetector, top_names
 from vaekit.plots import save_histogram
@@ -33,11 +34,11 @@ def iter_table(path: str | os.PathLike[str], chunksize: int, dtype: dict[str, An
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    check_is_file(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
+            check_header(path)  # pandas would rename a repeated column name (a, a.1)
             with pd.read_csv(path, chunksize=chunksize, dtype=dtype) as reader:
                 yield from reader
         elif suffix in (".parquet", ".pq"):
@@ -97,7 +98,7 @@ class _Sink:
             self.writer = self.writer or pq.ParquetWriter(self.path, table.schema)
             self.writer.write_table(table)
         else:
-            df.to_csv(self.file, header=self.header, index=False)
+            csv_safe(df).to_csv(self.file, header=self.header, index=False)  # column names in cells: no formulas
         self.header = False
 
     def close(self) -> None:
@@ -124,7 +125,8 @@ def _score_chunk(det: VAEAnomalyDetector, chunk: Any, src: str) -> tuple[np.ndar
     else:
         X = chunk
     try:
-        return det._score_encoded(det._encode(X, reset=False))
+        x, unseen = det._encode_rows(X, reset=False)
+        return det._score_encoded(x, unseen=unseen)
     except DataError as e:
         msg = str(e)
         raise DataError(f"{src}: {msg[3:] if msg.startswith('X: ') else msg}") from None
@@ -159,8 +161,7 @@ def score_file(detector: VAEAnomalyDetector | str | os.PathLike[str], data: str 
         if plot.resolve() in (out.resolve(), data.resolve()):
             raise DataError(f"{plot}: the histogram would replace the scores or the input; choose another path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    tmp = new_temp_file(out)  # mode from the umask; a killed run's stale temp of this output is removed
     reservoir, t0, n, n_out, start = _Reservoir(plot_sample), time.perf_counter(), 0, 0, 0
     sink = _Sink(tmp, out.suffix.lower())
     try:

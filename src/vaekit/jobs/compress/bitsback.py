@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy.special import ndtr, ndtri
 
+from vaekit.core.likelihoods import LIKELIHOODS
 from vaekit.core.model import VAE
 from vaekit.errors import CorruptFileError, DataError, VaekitError
 from vaekit.jobs.compress.container import (
@@ -35,7 +36,6 @@ from vaekit.jobs.compress.container import (
 )
 
 CODEC = "bitsback"
-SUPPORTED = ("bernoulli", "logistic", "categorical")
 ROUND = 2.0 ** 20
 SEED_WORDS = 32  # 1024 initial bits: enough to pop the first latent at any supported precision
 MAX_ITEMS = 10 ** 8
@@ -73,10 +73,10 @@ class BitsBackCodec:
     """BB-ANS over a trained :class:`~vaekit.core.model.VAE` with 2^latent_bits prior-equal-mass buckets per latent."""
 
     def __init__(self, model: VAE, config: dict[str, Any] | None = None, latent_bits: int = 12) -> None:
-        lik = model.config.likelihood
-        if lik not in SUPPORTED:
-            raise VaekitError(f"bits-back coding needs a discrete likelihood ({', '.join(SUPPORTED)}); this model "
-                              f"uses {lik!r}")
+        if model.likelihood.coding is None:
+            able = ", ".join(n for n in LIKELIHOODS.names() if LIKELIHOODS.get(n).coding)
+            raise VaekitError(f"bits-back coding needs a discrete likelihood ({able}); this model "
+                              f"uses {model.config.likelihood!r}")
         if model.config.n_conditions:
             raise VaekitError("bits-back coding of a conditional model is not supported (labels are not coded)")
         if not 4 <= latent_bits <= 16:
@@ -106,18 +106,14 @@ class BitsBackCodec:
                 x = x.astype(np.int64)
             else:
                 raise DataError(f"lossless coding needs integer symbols, got dtype {x.dtype} with non-integer values")
-        hi = {"bernoulli": 1, "logistic": 255, "categorical": self.model.config.n_categories - 1}[
-            self.model.config.likelihood]
+        hi = self.model.likelihood.n_symbols() - 1
         if x.size and (x.min() < 0 or x.max() > hi):
             raise DataError(f"lossless coding with a {self.model.config.likelihood} model needs symbols in 0..{hi}, "
                             f"got range [{x.min()}, {x.max()}]")
         return np.ascontiguousarray(x.reshape(len(x), self.D)).astype(np.int32)
 
     def _model_input(self, xi: np.ndarray) -> torch.Tensor:
-        lik = self.model.config.likelihood
-        x = torch.from_numpy(xi.astype(np.float64))[None]
-        if lik == "logistic":
-            x = x / 127.5 - 1.0
+        x = torch.from_numpy(self.model.likelihood.symbols_to_model(xi))[None]
         return x.reshape(1, *self.model.config.input_shape) if self.model.config.arch == "conv" else x
 
     def _posterior(self, xi: np.ndarray) -> np.ndarray:
@@ -133,20 +129,8 @@ class BitsBackCodec:
         z = torch.from_numpy(self.centres[idx])[None]
         with torch.no_grad():
             params = self.model.decode(z)[0]  # (P, D)
-        lik = self.model.config.likelihood
-        if lik == "bernoulli":
-            with np.errstate(over="ignore"):
-                return self._bern, 1.0 / (1.0 + np.exp(-_round(params[0])))
-        if lik == "logistic":
-            mu, log_s = _round(params[0])[:, None], np.maximum(_round(params[1]), -7.0)[:, None]
-            inner = (np.arange(1, 256) / 127.5 - 1.0 - 1.0 / 255)[None, :]  # bin boundaries between symbols
-            with np.errstate(over="ignore"):  # exp → inf gives the exact limit cdf = 0
-                cdf = 1.0 / (1.0 + np.exp(-(inner - mu) / np.exp(log_s)))
-            cdf = np.concatenate([np.zeros((self.D, 1)), cdf, np.ones((self.D, 1))], axis=1)
-            return self._cat, np.maximum(np.diff(cdf, axis=1), 0.0)
-        logits = _round(params.T)  # (D, K)
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        return self._cat, p / p.sum(1, keepdims=True)
+        lik = self.model.likelihood
+        return (self._bern if lik.coding == "bernoulli" else self._cat), lik.symbol_probs(params, _round)
 
     # --- coding -------------------------------------------------------------------------------
     def _seed_words(self) -> np.ndarray:

@@ -6,7 +6,6 @@ from pathlib import Path
 import typer
 
 from vaekit.errors import VaekitError
-from vaekit.jobs.compress.lossy import CONFIG_FILE
 from vaekit.jobs.compress.lossy_train import train_codec
 from vaekit.options import floats
 
@@ -39,16 +38,16 @@ def codec_train(
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
     time_limit: float = typer.Option(0.0, "--time-limit", help="Stop training after this many minutes (0 = none)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a codec already in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out that already holds a codec, "
+                                   "another vaekit artifact or other files (see README, 'Command line')."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a lossy image codec; use it with 'vaekit compress IMAGE --model OUT --quality Q'."""
 
-    if (out / CONFIG_FILE).exists() and not overwrite:
-        raise VaekitError(f"{out}: already holds a model; pass --overwrite or choose another --out")
     codec = train_codec(data, out, _lambdas(lambdas), N=channels_n, M=latent_m, n_down=n_down, nonlinearity=nonlinearity,
                         steps=steps, finetune_steps=finetune_steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed,
-                        time_limit_min=time_limit, log=(lambda m: typer.echo(m, err=True)) if progress else None)
+                        time_limit_min=time_limit, log=(lambda m: typer.echo(m, err=True)) if progress else None,
+                        overwrite=overwrite)
     levels = ", ".join(f"q{q}: λ={lm:g} ~{codec.info[q]['train']['bpp']:.3f} bpp"
                        for q, lm in enumerate(codec.lambdas))
     typer.echo(f"trained {len(codec.lambdas)} quality level(s) ({levels}); codec in {out}")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vaekit.errors import DataError, TrainingError, VaekitError
+from vaekit.files import check_output_folder, retire_artifacts
 from vaekit.jobs.compress.entropy import build_tables
 from vaekit.jobs.compress.lossy import ImageCodec, load_codec, read_image, save_codec
 from vaekit.jobs.compress.rd_model import RateDistortionLoss, RDConfig, RDNet
@@ -123,8 +124,10 @@ def train_codec(images: Sequence[np.ndarray] | np.ndarray | str | Path, out_dir:
                 lambdas: Sequence[float], *, N: int = 64, M: int = 96, n_down: int = 4, kernel: int = 5,
                 nonlinearity: str = "gdn", steps: int = 2000, finetune_steps: int = 500, batch_size: int = 8,
                 crop: int = 128, lr: float = 1e-3, flips: bool = True, seed: int = 0, time_limit_min: float = 0.0,
-                log: Callable[[str], None] | None = None) -> ImageCodec:
-    """Train one level per λ (larger λ → fewer bits), build the integer tables, save the codec folder."""
+                log: Callable[[str], None] | None = None, overwrite: bool = False) -> ImageCodec:
+    """Train one level per λ (larger λ → fewer bits), build the integer tables, save the codec folder (a folder
+    holding a codec, another vaekit artifact or other files is refused unless ``overwrite``)."""
+    replaced = check_output_folder(out_dir, "codec", overwrite)
     if isinstance(images, (str, Path)):
         images = load_images(images)
     imgs = _as_list(images)
@@ -160,6 +163,7 @@ def train_codec(images: Sequence[np.ndarray] | np.ndarray | str | Path, out_dir:
         build_tables(net)
         info[q] = {"lambda": lams[q], "train": stats, "crop": size, "warm_start": None if k == 0 else int(src)}
     codec.info = info
+    retire_artifacts(replaced)
     save_codec(codec, out_dir, extra={"train": {"images": len(imgs), "seed": seed, "batch_size": batch_size,
                                                 "seconds": round(time.perf_counter() - t0, 1),
                                                 "cpu_seconds": round(time.process_time() - c0, 1)}})

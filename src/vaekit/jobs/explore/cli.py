@@ -20,7 +20,7 @@ from vaekit.data import load_array
 from vaekit.errors import VaekitError
 from vaekit.files import atomic_save
 from vaekit.jobs.explore import latent as explore
-from vaekit.options import floats
+from vaekit.options import MAX_GRID, MAX_SAMPLES, MAX_STEPS, count_option, floats
 from vaekit.plots import save_grid, to_images
 
 app = typer.Typer(rich_markup_mode=None, help="Latent-space exploration: the explorer page and latent pictures.")
@@ -70,21 +70,29 @@ def interpolate(
     data: Path = typer.Option(..., "--data", help="Data file holding the two examples."),
     a: int = typer.Option(0, help="Index of the first example."),
     b: int = typer.Option(1, help="Index of the second example."),
-    steps: int = typer.Option(10, min=2),
+    steps: int = count_option(10, "--steps", lo=2, hi=MAX_STEPS, help="Images along the path."),
     method: str = typer.Option("slerp", help="slerp | linear."),
     split: str = typer.Option("test"),
-    out: Path = typer.Option(Path("interpolation.png"), "--out", "-o", help="PNG strip (a .gif is written beside it)."),
+    out: Path = typer.Option(Path("interpolation.png"), "--out", "-o", help="PNG strip; also writes OUT.gif (the "
+                             "animation) beside it, replacing an existing one only with --overwrite."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.gif (the side output)."),
 ) -> None:
     """Decode the latent path between two examples: a PNG strip and an animated GIF."""
 
+    gif = out.with_suffix(".gif")
+    if out.suffix.lower() != ".png":
+        raise VaekitError(f"{out}: output must be a .png file")
+    if gif.exists() and not overwrite:
+        raise VaekitError(f"{gif}: exists, and 'latent interpolate' also writes OUT.gif; pass --overwrite to "
+                          "replace it or choose another -o")
     model, x, c, _ = _model_and_data(model_dir, data, split)
     n = len(x)
     if not (0 <= a < n and 0 <= b < n):
         raise VaekitError(f"--a and --b must be example indices in 0..{n - 1}")
     path = explore.interpolate(model, x[a], x[b], steps, method, None if c is None else c[a:a + 1])
     _save(model, path, out, ncol=steps)
-    explore.gif(out.with_suffix(".gif"), to_images(to_display(model, path), image_shape(model)))
-    typer.echo(f"wrote {out} and {out.with_suffix('.gif')}")
+    explore.gif(gif, to_images(to_display(model, path), image_shape(model)))
+    typer.echo(f"wrote {out} and {gif}")
 
 
 @latent_app.command()
@@ -92,7 +100,7 @@ def traverse(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     dims: str = typer.Option("", help="Comma-separated latent dimensions (default: the 10 with the largest KL if --data, else 0..9)."),
     span: float = typer.Option(3.0, help="Values from −span to +span."),
-    steps: int = typer.Option(9, min=2),
+    steps: int = count_option(9, "--steps", lo=2, hi=MAX_STEPS, help="Values per dimension."),
     data: Optional[Path] = typer.Option(None, "--data", help="Start from this data's example --index (else z = 0)."),
     index: int = typer.Option(0),
     label: Optional[int] = typer.Option(None, help="Class (conditional models)."),
@@ -122,7 +130,7 @@ def traverse(
 def latent_map(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     dims: str = typer.Option("0,1", help="Two latent dimensions."),
-    grid: int = typer.Option(15, min=2),
+    grid: int = count_option(15, "--grid", lo=2, hi=MAX_GRID, help="Tiles per side."),
     span: float = typer.Option(3.0),
     label: Optional[int] = typer.Option(None, help="Class (conditional models)."),
     out: Path = typer.Option(Path("latent_map.png"), "--out", "-o"),
@@ -174,7 +182,7 @@ def near(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     data: Path = typer.Option(..., "--data", help="Data file holding the example."),
     index: int = typer.Option(0, help="Index of the example."),
-    n: int = typer.Option(15, "--n", min=1, help="Number of neighbours."),
+    n: int = count_option(15, "--n", hi=MAX_SAMPLES, help="Number of neighbours."),
     scale: float = typer.Option(1.0, help="z = μ(x) + scale·σ(x)·ε (0 = the posterior mean only)."),
     seed: int = typer.Option(0),
     split: str = typer.Option("test"),
@@ -260,14 +268,18 @@ def _factors(path: Path, n: int) -> np.ndarray:
 def explore_cmd(
     model_dir: Path = typer.Argument(..., help="Model folder (or run folder)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Examples to encode and interpolate between."),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8000),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; requests must name it or a loopback name "
+                             "(localhost, 127.0.0.1, [::1]) as their Host. 0.0.0.0 opens the page to the network."),
+    port: int = typer.Option(8000, min=0, max=65535),
     limit: int = typer.Option(1000, min=1, help="At most this many examples."),
 ) -> None:
     """Serve the interactive explorer (latent sliders, sampling, interpolation) on a local page."""
-    from vaekit.jobs.explore.server import serve
+    from vaekit.jobs.explore.server import WILDCARD_HOSTS, host_name, serve
 
-    typer.echo(f"vaekit explorer on http://{host}:{port}/  (Ctrl-C to stop)")
+    if host_name(host) in WILDCARD_HOSTS:
+        typer.echo(f"warning: --host {host} makes the explorer (and the examples of --data) reachable from the "
+                   "network", err=True)
+    typer.echo(f"vaekit explorer on http://{host_name(host)}:{port}/  (Ctrl-C to stop)")
     serve(model_dir, data, host, port, limit)
 
 

@@ -1,12 +1,16 @@
 """``vaekit explore``: a local page with latent sliders, prior sampling and interpolation between examples.
 
-A thin FastAPI layer over :mod:`vaekit.jobs.explore.latent`; the page is plain HTML/JS served from this package (no CDN).
+A thin FastAPI layer over :mod:`vaekit.jobs.explore.latent`; the page is plain HTML/JS served from this package (no CDN;
+no /docs, /redoc or /openapi.json either). Every request must name an allowed host in its Host header (loopback names,
+plus the address given to ``--host``), so that a page elsewhere that rebinds its DNS name to 127.0.0.1 cannot read the
+examples; request bodies over MAX_BODY bytes are refused with 413 before they are read; seeds are 0..2^63−1.
 """
 
 import base64
 import io
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -20,6 +24,85 @@ from vaekit.plots import grid, to_images
 
 PAGE = Path(__file__).with_name("explorer.html")
 MAX_STEPS = 32
+MAX_BODY = 1 << 20  # bytes of one request body (a decode request of 4096 values is < 100 kB)
+MAX_SEED = 2**63 - 1
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+
+
+def host_name(value: str) -> str:
+    """The host of a Host header or address, lower-case, without the port; IPv6 addresses in brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[:value.find("]") + 1] if "]" in value else value
+    if value.count(":") > 1:  # a bare IPv6 address (--host ::1)
+        return f"[{value}]"
+    return value.partition(":")[0]
+
+
+def allowed_hosts(host: str) -> frozenset[str]:
+    """Host-header names the explorer answers when it listens on ``host``: the loopback names and ``host`` itself;
+    for a wildcard address (0.0.0.0, ::) also this machine's name and addresses (best effort)."""
+    names = set(LOOPBACK_HOSTS)
+    if host_name(host) not in WILDCARD_HOSTS:
+        names.add(host_name(host))
+        return frozenset(names)
+    try:
+        name = socket.gethostname()
+        fqdn, aliases, addresses = socket.gethostbyname_ex(name)
+        names.update(host_name(n) for n in (name, fqdn, *aliases, *addresses) if n)
+    except OSError:
+        pass
+    return frozenset(names)
+
+
+class _Guard:
+    """ASGI middleware: refuse a Host header outside ``hosts`` (400) and a body over ``max_body`` bytes (413, by
+    Content-Length before anything is read, or while a chunked body is read)."""
+
+    def __init__(self, app: Any, hosts: Iterable[str], max_body: int) -> None:
+        self.app, self.hosts, self.max_body = app, frozenset(hosts), max_body
+
+    @staticmethod
+    async def _refuse(send: Any, status: int, text: str) -> None:
+        body = text.encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        host = host_name(headers.get(b"host", b"").decode("latin-1"))
+        if host not in self.hosts:
+            if scope["type"] == "websocket":
+                return await send({"type": "websocket.close", "code": 1008})
+            return await self._refuse(send, 400, "invalid Host header: the explorer answers only "
+                                      + ", ".join(sorted(self.hosts)))
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body
+            except ValueError:
+                return await self._refuse(send, 400, "invalid Content-Length header")
+            if too_big:
+                return await self._refuse(send, 413, f"request body over {self.max_body} bytes")
+        seen = 0
+
+        async def limited() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message.get("type") == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    from starlette.exceptions import HTTPException
+
+                    raise HTTPException(413, f"request body over {self.max_body} bytes")
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _png(model: VAE, x: torch.Tensor, shape: tuple[int, ...], scale: int, ncol: int | None = None) -> str:
@@ -34,9 +117,10 @@ def _png(model: VAE, x: torch.Tensor, shape: tuple[int, ...], scale: int, ncol: 
 
 
 def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndarray | None = None,
-               scale: int = 0) -> Any:
-    """FastAPI app: GET / (page), /api/info, POST /api/decode, /api/sample, /api/example/{i}, /api/interpolate."""
-    from fastapi import FastAPI, HTTPException
+               scale: int = 0, hosts: Iterable[str] = LOOPBACK_HOSTS, max_body: int = MAX_BODY) -> Any:
+    """FastAPI app: GET / (page), /api/info, POST /api/decode, /api/sample, /api/example/{i}, /api/interpolate;
+    only for requests whose Host header is one of ``hosts`` (names as :func:`allowed_hosts` gives them)."""
+    from fastapi import FastAPI, HTTPException, Query
     from fastapi.responses import HTMLResponse
     from pydantic import BaseModel, Field
 
@@ -45,7 +129,8 @@ def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndar
     side = shape[-1]
     scale = scale or max(1, 224 // max(side, 1))
     d = model.config.latent_dim
-    app = FastAPI(title="vaekit explorer")
+    app = FastAPI(title="vaekit explorer", docs_url=None, redoc_url=None, openapi_url=None)  # no CDN-loaded pages
+    app.add_middleware(_Guard, hosts=hosts, max_body=max_body)
 
     class DecodeRequest(BaseModel):
         z: list[float] = Field(..., min_length=1, max_length=4096)
@@ -92,7 +177,8 @@ def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndar
         return {"image": _png(model, explore.decode(model, z, cond(req.label, 1)), shape, scale)}
 
     @app.get("/api/sample")
-    def sample(seed: int = 0, temperature: float = 1.0, label: int | None = None) -> dict[str, Any]:
+    def sample(seed: int = Query(0, ge=0, le=MAX_SEED), temperature: float = 1.0,
+               label: int | None = None) -> dict[str, Any]:
         if not 0 < temperature <= 10:
             raise HTTPException(422, "temperature must be in (0, 10]")
         z = model.prior.sample(1, torch.Generator().manual_seed(seed), temperature)
@@ -132,4 +218,5 @@ def serve(model_dir: str | Path, data: str | Path | None = None, host: str = "12
         examples, c = prepare_for_model(model, extra, ds)
         examples = examples[:limit]
         labels = None if ds.y is None else np.asarray(ds.y)[:limit]
-    uvicorn.run(create_app(model, examples, labels), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(model, examples, labels, hosts=allowed_hosts(host)), host=host, port=port,
+                log_level="warning")

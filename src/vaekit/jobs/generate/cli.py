@@ -7,7 +7,8 @@ from typing import Optional
 import typer
 
 from vaekit.jobs.generate.files import fit_file, sample_file
-from vaekit.options import column_kinds, device_option, ints, names, threads_option
+from vaekit.options import KIND_OPTIONS, cli_wording, column_kinds, device_option, ints, names, threads_option
+from vaekit.options import MAX_ROWS, count_option
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Synthetic table rows: fit a (conditional) VAE on a table, "
                                                       "sample new rows.")
@@ -31,7 +32,8 @@ def generate_fit(
     time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
                                      help="Stop training after this many minutes (0 = none), as 'vaekit train'."),
     seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a generator already in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out that already holds a generator, "
+                                   "another vaekit artifact or other files (see README, 'Command line')."),
     progress: bool = typer.Option(False, "--progress/--no-progress"),
     device: str = device_option(),
     threads: int = threads_option(),
@@ -39,10 +41,13 @@ def generate_fit(
     """Fit a VAE generator on a table (mixed likelihood); conditional on --condition-columns when given."""
 
     kinds = column_kinds(categorical, binary, continuous)
-    res = fit_file(table, out, names(ignore), kinds, overwrite, condition_columns=names(condition_columns),
-                   column_transform=transform, latent_dim=latent_dim, hidden=ints(hidden, "hidden"), epochs=epochs,
-                   max_steps=max_steps, time_limit_min=time_limit, random_state=seed, verbose=progress,
-                   device=device, n_threads=threads or None)
+    with cli_wording(table, column_kinds=KIND_OPTIONS, condition_columns="--condition-columns",
+                     column_transform="--transform", latent_dim="--latent-dim", max_steps="--max-steps",
+                     time_limit_min="--time-limit"):
+        res = fit_file(table, out, names(ignore), kinds, overwrite, condition_columns=names(condition_columns),
+                       column_transform=transform, latent_dim=latent_dim, hidden=ints(hidden, "hidden"), epochs=epochs,
+                       max_steps=max_steps, time_limit_min=time_limit, random_state=seed, verbose=progress,
+                       device=device, n_threads=threads or None)
     kinds_txt = ", ".join(f"{n}:{k}" for n, k in res["kinds"])
     typer.echo(f"fitted on {res['rows']} rows ({kinds_txt}) in {res['seconds']:.1f} s, {res['epochs']} epoch(s); "
                f"generator in {out}")
@@ -51,7 +56,7 @@ def generate_fit(
 @app.command("sample")
 def generate_sample(
     model_dir: Path = typer.Argument(..., help="Generator folder written by 'vaekit generate fit'."),
-    n: int = typer.Option(1000, "-n", "--n", help="Number of rows."),
+    n: int = count_option(1000, "-n", "--n", hi=MAX_ROWS, help="Number of rows."),
     out: Path = typer.Option(..., "--out", help="Output table (.csv or .parquet)."),
     where: Optional[list[str]] = typer.Option(None, "--where", help="COLUMN=VALUE for a condition column; repeat for "
                                               "several. Unfixed condition columns follow the training data."),
@@ -62,5 +67,7 @@ def generate_sample(
 ) -> None:
     """Draw new rows from a fitted generator into a CSV/Parquet table (training column order and dtypes)."""
 
-    res = sample_file(model_dir, n, out, where or [], temperature, seed, device=device, n_threads=threads or None)
+    with cli_wording(model_dir, conditions="--where", condition_columns="--condition-columns",
+                     temperature="--temperature"):
+        res = sample_file(model_dir, n, out, where or [], temperature, seed, device=device, n_threads=threads or None)
     typer.echo(f"wrote {res['rows']} rows to {res['out']} in {res['seconds']:.1f} s")

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from vaekit.data.tables import TABLE_SUFFIXES, read_table, write_table
 from vaekit.errors import DataError, VaekitError
-from vaekit.jobs.generate.folder import GEN_FILE
+from vaekit.files import check_output_folder, retire_artifacts
 from vaekit.jobs.generate.tabular import TabularGenerator
 
 
@@ -36,10 +36,10 @@ def parse_where(items: Sequence[str]) -> dict[str, str]:
 
 def fit_file(table: str | os.PathLike[str], out: str | os.PathLike[str], ignore: Sequence[str] = (),
              column_kinds: Mapping[str, str] | None = None, overwrite: bool = False, **params: Any) -> dict[str, Any]:
-    """Fit a :class:`TabularGenerator` on a CSV/Parquet table (``ignore`` columns dropped) and save it to ``out``."""
+    """Fit a :class:`TabularGenerator` on a CSV/Parquet table (``ignore`` columns dropped) and save it to ``out``
+    (a folder holding another artifact or other files is refused unless ``overwrite``: :func:`check_output_folder`)."""
     out = Path(out)
-    if (out / GEN_FILE).exists() and not overwrite:
-        raise VaekitError(f"{out}: already holds a generator; pass --overwrite or choose another --out")
+    replaced = check_output_folder(out, "generator", overwrite)
     df = read_table(table)
     missing = [c for c in ignore if c not in df.columns]
     if missing:
@@ -51,6 +51,7 @@ def fit_file(table: str | os.PathLike[str], out: str | os.PathLike[str], ignore:
                         "complete table (fill them with 'vaekit impute' or drop those rows)")
     t0 = time.perf_counter()
     gen = TabularGenerator(column_kinds=column_kinds or None, **params).fit(df)
+    retire_artifacts(replaced)
     gen.save(out)
     kinds = [(c.name, c.kind) for s in (gen.schema_, gen.condition_schema_) if s is not None for c in s.columns]
     return {"rows": len(df), "columns": len(df.columns), "seconds": time.perf_counter() - t0, "out": str(out),

@@ -11,6 +11,10 @@ drawn from softmax(l / T). Condition columns the caller does not fix are drawn f
 (:mod:`vaekit.jobs.generate.tables`). Output rows carry the training table's column order and dtypes; continuous values
 are clipped to the training range (``clip``) and integer columns rounded.
 
+Column kinds follow the rule every job shares (:func:`vaekit.data.tabular.infer_kinds`: junk in a numeric column
+is refused with the column and value named); generated continuous values are rounded to their column's resolution
+at fit time (its decimals).
+
 Training: Adam, cosine decay, min(``epochs``, steps / steps per epoch) epochs and at most ``time_limit_min``
 minutes; the weights with the best ELBO on a held-out ``validation_fraction`` of the rows are kept. The step budget
 is sized to the data (n training rows, b = ``batch_size``): steps = min(max_steps, max(100, ⌈max_steps · min(1, n/b)²⌉)),
@@ -44,6 +48,7 @@ from vaekit.jobs.generate.tables import (
 from vaekit.runtime import resolve_device, resolve_threads, threads
 
 MIN_STEPS_PER_EPOCH = 20
+MIN_ROWS = 2  # rows needed to fit
 CHUNK = 8192
 
 
@@ -125,21 +130,42 @@ class TabularGenerator(BaseEstimator):
         if isinstance(X, pd.DataFrame):
             df = named(X).reset_index(drop=True)
         else:
+            from scipy import sparse
+
+            if sparse.issparse(X):
+                raise DataError("X: sparse input is not supported; pass a dense array or a DataFrame")
             arr = np.asarray(X)
             if arr.ndim != 2:
                 raise DataError(f"X: expected a 2-D table (rows × columns), got an array of shape {arr.shape}")
+            if arr.dtype.kind == "c":
+                raise DataError("X: Complex data not supported (complex numbers in the array)")
+            if arr.dtype == object:  # numbers stored as objects are numbers; strings stay (categorical columns)
+                try:
+                    arr = arr.astype(np.float64)
+                except ValueError:
+                    pass
+                except TypeError as e:  # a dict, a list… in a cell
+                    raise TypeError(f"X: a cell is neither a string nor a number ({e})") from None
             df = pd.DataFrame(arr, columns=[f"x{j}" for j in range(arr.shape[1])]).infer_objects()
         if 0 in df.shape:
-            raise DataError(f"X: the table is empty (shape {df.shape})")
+            what = "sample" if len(df) == 0 else "feature"
+            raise DataError(f"X: the table is empty: 0 {what}(s) (shape={df.shape}) while a minimum of 1 is required.")
         if len(set(df.columns)) != df.shape[1]:
             raise DataError("X: duplicate column names")
         return df
 
     # --- fitting -----------------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "TabularGenerator":
-        """Learn p(x | c) (or p(x)) from the rows of X; NaN is not allowed (impute first: ``vaekit impute``)."""
+        """Learn p(x | c) (or p(x)) from the rows of X (at least 2); NaN is not allowed (impute first:
+        :class:`~vaekit.jobs.impute.imputer.VAEImputer`, ``vaekit impute``)."""
         self._check_params()
         df = self._frame(X)
+        if len(df) < MIN_ROWS:
+            raise DataError(f"X: {len(df)} sample(s) (rows); TabularGenerator needs at least {MIN_ROWS} to fit")
+        na = df.isna().sum()
+        if na.any():
+            raise DataError(f"X: column(s) {[str(c) for c in na[na > 0].index]} have missing values (NaN/empty); "
+                            "TabularGenerator needs a complete table (impute them first with VAEImputer, or drop those rows)")
         cond = [str(c) for c in self.condition_columns]
         unknown = [c for c in cond if c not in df.columns]
         if unknown:

@@ -8,7 +8,8 @@ import typer
 
 from vaekit.jobs.impute.files import impute_file
 from vaekit.jobs.impute.inpaint import inpaint_file
-from vaekit.options import column_kinds, device_option, names, threads_option
+from vaekit.options import KIND_OPTIONS, cli_wording, column_kinds, device_option, names, threads_option
+from vaekit.options import MAX_SAMPLES, count_option
 
 app = typer.Typer(rich_markup_mode=None, help="Imputation of tables and inpainting of images.")
 
@@ -36,9 +37,11 @@ def impute(
     """Fill the missing values of a table with a VAE trained on it (MIWAE): conditional means / most probable values."""
 
     kinds = column_kinds(categorical, binary, continuous)
-    res = impute_file(data, out, multiple, uncertainty, names(ignore), names(na_values), kinds,
-                      n_samples=n_samples, max_steps=max_steps, random_state=seed, device=device,
-                      n_threads=threads or None)
+    with cli_wording(data, missing_values="--na-values", column_kinds=KIND_OPTIONS, n_samples="--n-samples",
+                     max_steps="--max-steps"):
+        res = impute_file(data, out, multiple, uncertainty, names(ignore), names(na_values), kinds,
+                          n_samples=n_samples, max_steps=max_steps, random_state=seed, device=device,
+                          n_threads=threads or None)
     what = f"{multiple} imputations (long format, column 'imputation')" if multiple else "completed table"
     typer.echo(f"imputed {res['missing']} missing value(s) in {res['rows']} rows × {res['columns']} columns in "
                f"{res['seconds']:.1f} s; {what} in {out}" + (f"; uncertainty in {uncertainty}" if uncertainty else ""))
@@ -50,7 +53,7 @@ def inpaint(
     image: Path = typer.Argument(..., help="Image to complete (PNG; the model's size and channels)."),
     mask: Path = typer.Option(..., "--mask", help="PNG of the same size: white (>= 128) = pixels to fill."),
     out: Path = typer.Option(..., "--out", help="Output PNG; unmasked pixels are copied unchanged."),
-    n_samples: int = typer.Option(1000, "--n-samples", help="Importance samples L."),
+    n_samples: int = count_option(1000, "--n-samples", hi=MAX_SAMPLES, help="Importance samples L."),
     rounds: int = typer.Option(2, min=0, help="Proposal refinements (re-encode the completed image)."),
     seed: int = typer.Option(0),
 ) -> None:

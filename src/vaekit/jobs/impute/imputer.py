@@ -25,7 +25,11 @@ Input rules (documented and tested): NaN/None/pd.NA (and ``missing_values``) are
 changed; DataFrame in → same columns, index and dtypes out (imputed integers rounded); array in → float64 array out.
 Numeric columns whose observed values are all 0/1 are binary. An all-missing column at ``fit`` → DataError; all-missing
 rows are imputed from the model's marginal; non-numeric junk in a numeric column (an object column that is mostly
-numbers, or an array) → DataError naming the column and the value; observed unseen categories are kept, and ignored.
+numbers, or an array) → DataError naming the column and the value (the rule of every job:
+:func:`vaekit.data.tabular.infer_kinds`); observed unseen categories are kept, and ignored. ``transform`` and the
+draws validate every batch the same way (columns, numbers, junk), also one without a missing value. Imputed
+continuous values are rounded to the column's resolution at fit time (its decimals, :mod:`vaekit.data.tabular`).
+Fitting needs at least 2 rows.
 """
 from __future__ import annotations
 
@@ -43,12 +47,13 @@ from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.core.inference import shared_eps, sir, snis
 from vaekit.core.model import VAE
 from vaekit.core.trainer import make_optimizer
-from vaekit.data.tabular import TabularSchema, named
+from vaekit.data.tabular import TabularSchema, infer_kinds, named
 from vaekit.errors import DataError, TrainingError, VaekitError
 from vaekit.runtime import autocast, resolve_device, resolve_precision, resolve_threads, threads
 
 N_VALID_SAMPLES = 32  # importance samples for the early-stopping imputations
 MIN_VALID_ENTRIES = 20
+MIN_ROWS = 2  # rows needed to fit (one row gives the model nothing to learn a distribution from)
 
 
 def _is_frame(X: Any) -> bool:
@@ -193,37 +198,17 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return df, df.isna().to_numpy()
 
     def _kinds(self, df: Any) -> dict[str, str]:
-        """Declared kinds, plus: numbers stored as text → continuous (junk among them → DataError); 0/1 → binary."""
-        import pandas as pd
-
-        kinds = {str(k): v for k, v in (self.column_kinds or {}).items()}
-        for name in df.columns:
-            s = df[name]
-            if name in kinds:
-                continue
-            if s.dtype == object or pd.api.types.is_string_dtype(s):
-                obs = s.dropna()
-                if len(obs) == 0 or obs.map(lambda v: isinstance(v, (bool, np.bool_))).all():
-                    continue
-                num = pd.to_numeric(obs, errors="coerce")
-                bad = num.isna()
-                if int((~bad).sum()) > int(bad.sum()) and bad.any():
-                    raise DataError(f"X: column {name!r} holds numbers and {int(bad.sum())} non-numeric value(s), e.g. "
-                                    f"{obs[bad].iloc[0]!r}; blank them (missing), set missing_values, or declare the "
-                                    "column categorical in column_kinds")
-                if not bad.any():
-                    kinds[name] = "continuous"
-            elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-                obs = s.dropna()
-                if len(obs) and obs.isin([0, 1]).all():
-                    kinds[name] = "binary"
-        return kinds
+        """Column kinds by the rule every job shares (:func:`vaekit.data.tabular.infer_kinds`; junk → DataError)."""
+        return infer_kinds(df, self.column_kinds, "X", remedy="blank them (missing), set missing_values, or declare "
+                           "the column categorical in column_kinds")
 
     # --- fitting -------------------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "VAEImputer":
         """Train the VAE on the observed entries of X (labels unused)."""
         self._check_params()
         df, _ = self._read(X, reset=True)
+        if len(df) < MIN_ROWS:
+            raise DataError(f"X: {len(df)} sample(s) (rows); VAEImputer needs at least {MIN_ROWS} to fit")
         self.schema_ = TabularSchema.infer(df, self._kinds(df), self.column_transform, allow_missing=True,
                                            source="X").fit(df, "X")
         x = torch.from_numpy(self.schema_.encode(df, "X", unknown="missing"))
@@ -345,7 +330,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Computed on ``device`` (the model is moved there and back); the results are CPU tensors."""
         rows = np.nonzero(miss.any(1))[0]
-        x = torch.from_numpy(self.schema_.encode(df.iloc[rows], "X", unknown="missing"))
+        x = torch.from_numpy(self._validate(df)[rows])
         model, vd = self.model_, self.schema_.value_dim
         lik, dev = model.likelihood, resolve_device(self.device)
         eps = shared_eps(int(self.n_samples), model.config.latent_dim, self._seed + 7).to(dev)
@@ -375,11 +360,17 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 out.isetitem(j, _fill_column(df.iloc[:, j], rows[sel], values.iloc[:, j].to_numpy()[sel]))
         return out.to_numpy(dtype=np.float64) if self._input == "array" else out.to_numpy()
 
+    def _validate(self, df: Any) -> np.ndarray:
+        """Every row checked against the schema (columns, numbers, junk), also in batches without a missing value
+        → the encoded rows."""
+        return self.schema_.encode(df, "X", unknown="missing")
+
     def transform(self, X: Any) -> Any:
         """Single imputation: importance-weighted conditional means (continuous) / most probable values."""
         check_is_fitted(self, "model_")
         df, miss = self._read(X, reset=False)
         if not miss.any():
+            self._validate(df)
             return self._complete(X, df, miss, np.zeros(0, dtype=int), None)
         rows, _, mean, _ = self._posterior(df, miss)
         return self._complete(X, df, miss, rows, self.schema_.decode(mean.numpy()))
@@ -394,6 +385,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _draws(self, X: Any, m: int, seed: int | None) -> tuple[list[tuple[Any, np.ndarray, np.ndarray, Any]], Any]:
         df, miss = self._read(X, reset=False)
         if not miss.any():
+            self._validate(df)
             return [(df, miss, np.zeros(0, dtype=int), None)] * m, None
         rows, x, mean, log_w = self._posterior(df, miss)
         lik, vd = self.model_.likelihood, self.schema_.value_dim

@@ -1,0 +1,92 @@
+"""Reproduce every README figure from scratch, one benchmark after another (never two heavy jobs at once).
+
+    python benchmarks/run.py --list              # the plan: name, est. minutes, command
+    python benchmarks/run.py                     # everything (many hours on 2 cores)
+    python benchmarks/run.py --only throughput threads fit_times
+
+Includes the training of the models behind the compression figures (their exact commands, recorded in
+benchmarks/results/compress/lossless.json). Data come from ../shared/data (see its README). Each step's start,
+end, exit code and command go to benchmarks/results/run_log.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = ROOT.parent / "shared" / "data"
+PY = sys.executable
+VK = [PY, "-m", "vaekit"]
+RUNS = ROOT / "runs" / "bench"
+
+# name → (estimated minutes on 2 cores, command)
+PLAN: dict[str, tuple[float, list[str]]] = {
+    "throughput": (3, [PY, str(HERE / "throughput.py"), "--rounds", "5", "--out", "benchmarks/results/throughput"]),
+    "threads": (15, [PY, str(HERE / "threads.py")]),
+    "fit_times": (5, [PY, str(HERE / "fit_times.py"), "--out", "benchmarks/results/fit_times.json"]),
+    "mnist_nll": (35, [PY, str(HERE / "mnist_nll.py"), "--minutes", "30", "--out", "benchmarks/results/mnist_nll"]),
+    "cli_recipe_nll": (35, [*VK, "train", "--data", str(DATA / "binarized_mnist.npz"), "--out",
+                            str(RUNS / "cli_recipe"), "--time-limit", "30", "--seed", "0", "--no-progress"]),
+    "cli_recipe_eval": (4, [*VK, "eval", str(RUNS / "cli_recipe"), "--data", str(DATA / "binarized_mnist.npz"),
+                            "--k", "5000", "--json", "--precision", "bf16"]),
+    "anomaly_adbench": (60, [PY, str(HERE / "anomaly_adbench.py"), "--out", "benchmarks/results/anomaly"]),
+    "anomaly_throughput": (20, [PY, str(HERE / "anomaly_throughput.py"), "--out", "benchmarks/results/anomaly"]),
+    "impute_uci": (120, [PY, str(HERE / "impute_uci.py"), "--out", "benchmarks/results/impute"]),
+    "train_bits_bin": (36, [*VK, "train", "--data", str(DATA / "binarized_mnist.npz"), "--out", str(RUNS / "bits_bin"),
+                            "--hidden", "500,500", "--latent-dim", "40", "--objective", "elbo", "--warmup", "10",
+                            "--epochs", "150", "--early-stopping", "20", "--precision", "bf16", "--time-limit", "35",
+                            "--seed", "0", "--no-progress"]),
+    "train_bits_u8": (26, [*VK, "train", "--data", str(DATA / "mnist.npz"), "--out", str(RUNS / "bits_u8"),
+                           "--likelihood", "logistic", "--hidden", "500,500", "--latent-dim", "50", "--activation",
+                           "elu", "--objective", "elbo", "--warmup", "5", "--epochs", "60", "--precision", "bf16",
+                           "--time-limit", "25", "--seed", "0", "--no-progress"]),
+    "compress_lossless": (90, [PY, str(HERE / "compress_lossless.py"), "--bin-model", str(RUNS / "bits_bin" / "model"),
+                               "--u8-model", str(RUNS / "bits_u8" / "model"), "--out", "benchmarks/results/compress"]),
+    "compress_lossy": (60, [PY, str(HERE / "compress_lossy.py"), "--out", "benchmarks/results/compress"]),
+    "fuzz_bitsback": (30, [PY, str(HERE / "fuzz_vkz.py"), "--codec", "bitsback", "--cases", "100000", "--out",
+                           "benchmarks/results/compress/fuzz_bitsback.json"]),
+    "fuzz_lossy": (30, [PY, str(HERE / "fuzz_vkz.py"), "--codec", "lossy", "--cases", "100000", "--out",
+                        "benchmarks/results/compress/fuzz_lossy.json"]),
+    "generation_quality": (15, [PY, str(HERE / "generation_quality.py"), "--out", "benchmarks/results/generation"]),
+    "generation_tabular": (15, [PY, str(HERE / "generation_tabular.py"), "--out", "benchmarks/results/generation"]),
+    "hostile_inputs": (2, [PY, str(HERE / "hostile_inputs.py")]),
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", default=None, help="run only these steps (names from --list)")
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+    names = list(PLAN) if not args.only else args.only
+    unknown = [n for n in names if n not in PLAN]
+    if unknown:
+        ap.error(f"unknown step(s) {unknown}; known: {list(PLAN)}")
+    if args.list:
+        for n in names:
+            print(f"{n:20s} ~{PLAN[n][0]:>4.0f} min  {shlex.join(PLAN[n][1])}")
+        print(f"total ~{sum(PLAN[n][0] for n in names) / 60:.1f} h")
+        return 0
+    log_path = HERE / "results" / "run_log.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else []
+    RUNS.mkdir(parents=True, exist_ok=True)
+    status = 0
+    for n in names:
+        t0 = time.time()
+        print(f"== {n}: {shlex.join(PLAN[n][1])}", flush=True)
+        rc = subprocess.run(PLAN[n][1], cwd=ROOT).returncode
+        log.append({"step": n, "command": shlex.join(PLAN[n][1]), "rc": rc, "start": t0,
+                    "minutes": round((time.time() - t0) / 60, 2)})
+        log_path.write_text(json.dumps(log, indent=1))
+        status = status or rc
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -118,11 +118,22 @@ def _model_variant(ctx: Context, name: str, edit: Callable[[dict], None], raw: d
     shutil.copytree(ctx.model, d)
     doc = json.loads((d / "config.json").read_text())
     edit(doc)
+    if not raw:  # forged but re-sealed (the digest is a checksum, not a signature): the size checks must still hold
+        doc["config_blake2b"] = _seal(doc)
     text = json.dumps(doc, indent=2)
     for k, v in (raw or {}).items():
         text = text.replace(json.dumps(k), v)
     (d / "config.json").write_text(text)
     return d
+
+
+def _seal(doc: dict) -> str:
+    from vaekit.files import document_digest
+
+    try:
+        return document_digest(doc, "config_blake2b")
+    except ValueError:  # NaN/inf: refused before the checksum is looked at
+        return "0" * 32
 
 
 def _set(**kw: Any) -> Callable[[dict], None]:
@@ -267,6 +278,7 @@ def _codec_variant(ctx: Context, **kw: Any) -> Path:
     shutil.copytree(ctx.codec, d)
     doc = json.loads((d / "config.json").read_text())
     doc["codec"].update(kw)
+    doc["config_blake2b"] = _seal(doc)
     (d / "config.json").write_text(json.dumps(doc))
     return d
 

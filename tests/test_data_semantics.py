@@ -12,7 +12,7 @@ from tests.helpers import run_cli as cli
 from vaekit import VAEAnomalyDetector, VAEImputer
 from vaekit.core.config import ModelConfig
 from vaekit.core.model import VAE
-from vaekit.core.workflows import evaluate_file, train, warn_if_collapsed
+from vaekit.core.workflows import evaluate_file, warn_if_collapsed
 from vaekit.data import load_array, load_splits
 from vaekit.data.tables import read_table, write_table
 from vaekit.errors import DataError, VaekitWarning

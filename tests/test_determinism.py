@@ -65,7 +65,7 @@ RECIPES = {
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
 def test_time_limit_stop_then_resume_equals_uninterrupted(digits: Path, tmp_path: Path, recipe: str) -> None:
-    args = ["--epochs", "12", "--seed", "3", *RECIPES[recipe]]
+    args = ["--epochs", "6", "--seed", "3", *RECIPES[recipe]]
     _train(digits, tmp_path / "ref", *args)
     # a 0.12 s budget stops in the middle of an early epoch (120 steps each); resume with no limit
     p = _train(digits, tmp_path / "cut", *args, "--time-limit", "0.002", "--fixed-schedule")

@@ -297,6 +297,36 @@ def weights_digest(raw: bytes) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+DIGEST_HEX = 32  # BLAKE2b-128 as hex
+
+
+def is_digest(value: object) -> bool:
+    """A well-formed BLAKE2b-128 hex digest (32 lowercase hex characters)."""
+    return isinstance(value, str) and len(value) == DIGEST_HEX and all(c in "0123456789abcdef" for c in value)
+
+
+def document_digest(doc: dict[str, Any], field: str) -> str:
+    """BLAKE2b-128 of a JSON document's canonical form (sorted keys, compact), without its own ``field``: the
+    checksum a folder's config.json records over everything it says, its weights digest included."""
+    body = {k: v for k, v in doc.items() if k != field}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """BLAKE2b-128 over every tensor (name, dtype, shape, bytes, in sorted order) and the metadata strings:
+    the checksum a training checkpoint carries in its own metadata (under ``digest``, left out here)."""
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(tensors):
+        v = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    for k in sorted(meta):
+        if k != "digest":
+            h.update(f"{k}={meta[k]}\n".encode())
+    return h.hexdigest()
+
+
 def _tensor_header(path: Path, what: str, max_values: int | None) -> dict[str, Any]:
     """The JSON header of a safetensors file, read alone: the file size is checked against MAX_TENSOR_FILE (and
     ``max_values`` 8-byte values + header) and the header's value count against ``max_values`` before the data

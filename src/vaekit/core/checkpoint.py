@@ -20,15 +20,20 @@ from vaekit.files import (
     atomic_write_bytes,
     atomic_write_text,
     check_state_dict,
+    document_digest,
+    is_digest,
     read_json,
     read_tensors,
+    tensors_digest,
     weights_digest,
 )
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 FORMAT = "vaekit-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config.json carries config_blake2b over the whole document (1: weights digest only)
+READ_VERSIONS = (1, 2)
 CHECKPOINT_FORMAT = "vaekit-checkpoint"
+CHECKPOINT_VERSION = 2  # 2: a BLAKE2b digest of every tensor and the metadata, in the metadata
 
 
 def save_model(model: torch.nn.Module, directory: str | os.PathLike[str],
@@ -41,6 +46,8 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike[str],
     atomic_write_bytes(directory / WEIGHTS_FILE, raw)
     doc = {"format": FORMAT, "version": FORMAT_VERSION, "model": model.config.to_dict(), "extra": extra or {},
            "weights_blake2b": weights_digest(raw)}
+    doc = json.loads(json.dumps(doc))  # the JSON form (tuples → lists) is what the digest covers
+    doc["config_blake2b"] = document_digest(doc, "config_blake2b")
     atomic_write_text(directory / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True))
     return directory
 
@@ -53,15 +60,30 @@ def read_model_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, d
     doc = read_json(directory / CONFIG_FILE, "model config")
     if doc.get("format") != FORMAT:
         raise CheckpointError(f"{directory / CONFIG_FILE}: not a vaekit model (format {doc.get('format')!r})")
-    if doc.get("version") != FORMAT_VERSION:
+    if doc.get("version") not in READ_VERSIONS:
         raise CheckpointError(f"{directory / CONFIG_FILE}: format version {doc.get('version')!r} is not supported "
-                              f"(this vaekit reads version {FORMAT_VERSION})")
+                              f"(this vaekit reads versions {', '.join(map(str, READ_VERSIONS))})")
     try:
         bad = _non_finite(doc)
     except RecursionError:
         raise CheckpointError(f"{directory / CONFIG_FILE}: nested too deeply to be a model config") from None
     if bad is not None:
         raise CheckpointError(f"{directory / CONFIG_FILE}: {bad} is NaN or infinite")
+    if not is_digest(doc.get("weights_blake2b")):
+        raise CheckpointError(f"{directory / CONFIG_FILE}: the weights checksum (weights_blake2b) is missing or "
+                              "malformed; the folder cannot be verified")
+    if doc["version"] >= 2:
+        recorded = doc.get("config_blake2b")
+        if not is_digest(recorded):
+            raise CheckpointError(f"{directory / CONFIG_FILE}: the config checksum (config_blake2b) is missing or "
+                                  "malformed; the folder cannot be verified")
+        try:
+            actual = document_digest(doc, "config_blake2b")
+        except (ValueError, RecursionError):
+            actual = ""
+        if actual != recorded:
+            raise CheckpointError(f"{directory / CONFIG_FILE}: does not match its checksum (config_blake2b): the "
+                                  "file was edited or damaged")
     extra = doc.get("extra", {})
     if not isinstance(extra, dict) or not isinstance(extra.get("data", {}), dict) \
             or not isinstance(extra.get("data", {}).get("seed", 0), int):
@@ -136,9 +158,10 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, opt
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     out.update(opt_tensors)
     out.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in tensors.items()})
-    meta = {"format": CHECKPOINT_FORMAT, "version": str(FORMAT_VERSION),
+    meta = {"format": CHECKPOINT_FORMAT, "version": str(CHECKPOINT_VERSION),
             "info": json.dumps(info), "optimizer": json.dumps(opt_meta),
             "scheduler": json.dumps(scheduler.state_dict() if scheduler is not None else None)}
+    meta["digest"] = tensors_digest(out, meta)
     atomic_write_bytes(path, st_save(out, metadata=meta))
 
 
@@ -149,8 +172,11 @@ def load_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, opt
     # model, two Adam moments and the best weights, plus room for RNG states and the data order
     n_model = sum(t.numel() for t in model.state_dict().values())
     tensors, meta = read_tensors(path, "checkpoint", max_values=4 * n_model + (32 << 20))
-    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: not a vaekit checkpoint of format version {FORMAT_VERSION}")
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != str(CHECKPOINT_VERSION):
+        raise CheckpointError(f"{path}: not a vaekit checkpoint of format version {CHECKPOINT_VERSION} "
+                              "(a run from an older vaekit cannot be resumed; start a new one)")
+    if not is_digest(meta.get("digest")) or tensors_digest(tensors, meta) != meta["digest"]:
+        raise CheckpointError(f"{path}: checkpoint does not match its checksum (damaged, or its checksum is missing)")
     try:
         info = json.loads(meta["info"])
         opt_meta = json.loads(meta["optimizer"])

@@ -26,6 +26,8 @@ from vaekit.files import (
     atomic_write_bytes,
     atomic_write_text,
     check_state_dict,
+    document_digest,
+    is_digest,
     read_json,
     read_tensors,
     weights_digest,
@@ -128,6 +130,8 @@ def save_codec(codec: ImageCodec, directory: str | Path, extra: dict[str, Any] |
     raw = st_save(state, metadata={"format": FORMAT})
     atomic_write_bytes(directory / WEIGHTS_FILE, raw)
     doc = dict(codec.config_dict(), levels=codec.info, extra=extra or {}, weights_blake2b=weights_digest(raw))
+    doc = json.loads(json.dumps(doc))  # the JSON form is what the config digest covers
+    doc["config_blake2b"] = document_digest(doc, "config_blake2b")
     atomic_write_text(directory / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True))
     codec.source_dir, codec._fp = directory.resolve(), None
     return directory
@@ -146,6 +150,16 @@ def load_codec(directory: str | Path) -> ImageCodec:
         raise CheckpointError(f"{directory / CONFIG_FILE}: codec version {doc.get('version')!r}/precision "
                               f"{doc.get('precision')!r} not supported "
                               f"(this vaekit reads {FORMAT_VERSION}/{PRECISION})")
+    if not is_digest(doc.get("weights_blake2b")) or not is_digest(doc.get("config_blake2b")):
+        raise CheckpointError(f"{directory / CONFIG_FILE}: its checksums (weights_blake2b, config_blake2b) are missing "
+                              "or malformed; the codec cannot be verified (retrain it with this vaekit)")
+    try:
+        same = document_digest(doc, "config_blake2b") == doc["config_blake2b"]
+    except (ValueError, RecursionError):
+        same = False
+    if not same:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: does not match its checksum (config_blake2b): the file "
+                              "was edited or damaged")
     lambdas, info = doc.get("lambdas"), doc.get("levels")
     if not isinstance(lambdas, list) or not isinstance(doc.get("codec"), dict) or not isinstance(info, list) \
             or len(info) != len(lambdas) or not 1 <= len(lambdas) <= 64:

@@ -4,7 +4,8 @@
   rows on shuttle (ADBench split, seed 1: 34,367 training rows); target fit ≤ 60 s on 2 cores;
 * imputation: ``VAEImputer()`` fit + transform on white wine (4898 × 11, 50% MCAR, seed 0); target ≤ 60 s.
 
-Each measurement is repeated ``--repeats`` times in this process with torch's default thread count (2 here);
+Each measurement is repeated ``--repeats`` times in this process with the estimators' default threads (vaekit's
+runtime rule: 1 thread for these small networks unless OMP_NUM_THREADS says otherwise);
 the median and all runs are written, with the 1-minute load average before each run (≈ 0 when alone).
 
     python benchmarks/fit_times.py --out benchmarks/results/fit_times.json
@@ -27,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anomaly_adbench import split  # noqa: E402
 from impute_uci import load, mask  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 from vaekit import VAEAnomalyDetector, VAEImputer
 from vaekit.files import atomic_write_text
@@ -78,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
     doc: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     doc.update(platform=platform.platform(), torch=torch.__version__, threads=torch.get_num_threads(),
-               cpus=os.cpu_count(), notes=__doc__.split("\n\n")[1].replace("\n", " "))
+               cpus=os.cpu_count(), notes=__doc__.split("\n\n")[1].replace("\n", " "), **provenance())
     for name, fn in (("shuttle_anomaly", shuttle), ("white_wine_impute", white_wine)):
         if args.only and not name.startswith(args.only):
             continue

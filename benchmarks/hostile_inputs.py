@@ -232,8 +232,15 @@ def _members(value: Any) -> Callable[[Path], None]:
     def edit(d: Path) -> None:
         doc = json.loads((d / "detector.json").read_text())
         doc["members"] = value
+        doc["config_blake2b"] = _seal(doc)  # forged but re-sealed: the member names must still be checked
         (d / "detector.json").write_text(json.dumps(doc))
     return edit
+
+
+def _threshold_edit(d: Path) -> None:
+    doc = json.loads((d / "detector.json").read_text())
+    doc["threshold"] = 1e9
+    (d / "detector.json").write_text(json.dumps(doc))
 
 
 def _symlink_member(d: Path) -> None:
@@ -393,6 +400,10 @@ CASES: list[Case] = [
     Case("inpaint-n-samples-1e9", "inpaint --n-samples 1000000000", "--n-samples must be an integer in 1..100000",
          lambda c: ["inpaint", str(c.model), str(c.data), "--mask", str(c.data), "--out", str(c.path("p.png")),
                     "--n-samples", str(10 ** 9)]),
+    Case("impute-n-samples-1e9", "impute --n-samples 1000000000", "--n-samples must be an integer in 1..100000",
+         lambda c: ["impute", str(c.root / "t.csv"), "--out", str(c.path("imp.csv")), "--n-samples", str(10 ** 9)]),
+    Case("impute-multiple-1e6", "impute --multiple 1000000", "--multiple must be an integer in 0..1000",
+         lambda c: ["impute", str(c.root / "t.csv"), "--out", str(c.path("imp.csv")), "--multiple", str(10 ** 6)]),
     # 5. run and detector folders
     Case("run-json-corrupt", "train --resume with a truncated run.json", "not valid JSON",
          lambda c: _run_json(c, "run-corrupt", '{"model": {"latent_dim": 2,')),
@@ -406,6 +417,8 @@ CASES: list[Case] = [
          lambda c: _score(_detector_variant(c, "det-abs", _members(["/etc"])), c)),
     Case("detector-member-symlink", "member_0 a symlink to a folder outside the detector", "points outside",
          lambda c: _score(_detector_variant(c, "det-link", _symlink_member), c)),
+    Case("detector-threshold-edited", "detector.json threshold edited (not re-sealed)", "was edited or damaged",
+         lambda c: _score(_detector_variant(c, "det-edit", _threshold_edit), c)),
 ]
 
 

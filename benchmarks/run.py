@@ -56,6 +56,10 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "generation_quality": (15, [PY, str(HERE / "generation_quality.py"), "--out", "benchmarks/results/generation"]),
     "generation_tabular": (15, [PY, str(HERE / "generation_tabular.py"), "--out", "benchmarks/results/generation"]),
     "hostile_inputs": (2, [PY, str(HERE / "hostile_inputs.py")]),
+    "fuzz_folders": (3, [PY, str(HERE / "fuzz_folders.py"), "--cases", "10000", "--out",
+                         "benchmarks/results/hostile/fuzz_folders.json"]),
+    "fuzz_explorer": (2, [PY, str(HERE / "fuzz_explorer.py"), "--cases", "15000", "--out",
+                          "benchmarks/results/hostile/fuzz_explorer.json"]),
 }
 
 

@@ -8,6 +8,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from vaekit import VAEAnomalyDetector
 from vaekit.errors import CheckpointError, DataError
+from vaekit.files import document_digest, file_digest
 from vaekit.jobs.anomaly.files import load_detector, score_file
 
 FAST = dict(epochs=3, n_models=1, k=4, hidden=(8,), latent_dim=2, max_steps=50, random_state=0)
@@ -190,3 +191,62 @@ def test_score_file_streams_csv_and_parquet_like_in_memory(tmp_path):
     with pytest.raises(DataError, match=r"bad.csv \(rows 75-111\): column 'g' has 1 value"):
         score_file(det, tmp_path / "bad.csv", tmp_path / "bad_scores.csv", chunksize=37, id_column="id")
     assert not (tmp_path / "bad_scores.csv").exists() and not list(tmp_path.glob(".bad_scores*"))
+
+
+def _resave(path, edit):
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _reseal_files(d):
+    doc = json.loads((d / "detector.json").read_text())
+    doc["files_blake2b"] = {n: file_digest(d / n) for n in doc["files_blake2b"]}
+    doc["config_blake2b"] = document_digest(doc, "config_blake2b")
+    (d / "detector.json").write_text(json.dumps(doc))
+
+
+def _flip_last_byte(path):
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda d: _resave(d / "detector.json", lambda doc: doc.update(threshold=doc["threshold"] * 2)),
+     r"detector.json: does not match its checksum \(config_blake2b\): the file was edited or damaged"),
+    (lambda d: _resave(d / "schema.json", lambda doc: doc.update(edited=True)),
+     r"schema.json: does not match the checksum recorded in detector.json \(files_blake2b\): the file was edited"),
+    (lambda d: _flip_last_byte(d / "train_scores.safetensors"),
+     r"train_scores.safetensors: does not match the checksum recorded in detector.json"),
+    (lambda d: _resave(d / "member_0" / "config.json", lambda doc: doc.update(extra={"x": 1})),
+     r"member_0/config.json: does not match the checksum recorded in detector.json"),
+    (lambda d: _resave(d / "detector.json", lambda doc: doc.pop("config_blake2b")),
+     r"detector.json: the checksum \(config_blake2b\) is missing or malformed"),
+    (lambda d: _resave(d / "detector.json", lambda doc: doc.update(config_blake2b="0" * 31)),
+     r"detector.json: the checksum \(config_blake2b\) is missing or malformed"),
+    (lambda d: _resave(d / "detector.json", lambda doc: (doc["files_blake2b"].pop("schema.json"), doc.update(
+        config_blake2b=document_digest(doc, "config_blake2b")))),
+     r"detector.json: files_blake2b does not list the folder's files \(\['schema.json'\]\)"),
+    (lambda d: _resave(d / "detector.json", lambda doc: (doc.pop("files_blake2b"), doc.update(
+        config_blake2b=document_digest(doc, "config_blake2b")))),
+     r"detector.json: the file checksums \(files_blake2b\) are missing or malformed"),
+    (lambda d: _resave(d / "detector.json", lambda doc: (doc.update(version=1), doc.update(
+        config_blake2b=document_digest(doc, "config_blake2b")))),
+     r"not a vaekit anomaly detector of format version 2"),
+    (lambda d: _resave(d / "detector.json", lambda doc: (doc.update(members=["member_\x00"]), doc.update(
+        config_blake2b=document_digest(doc, "config_blake2b")))),  # forged and re-sealed
+     r"is not a folder name inside the detector"),
+    (lambda d: _resave(d / "detector.json", lambda doc: (doc["params"].update(k=10 ** 30), doc.update(
+        config_blake2b=document_digest(doc, "config_blake2b")))),
+     r"detector.json: malformed detector file \(VaekitError: k must be at most 10000"),
+    (lambda d: _resave(d / "schema.json", lambda doc: (doc["columns"][0]["params"].update(scale=-1.0))) or
+     _reseal_files(d), r"schema.json: column 'a': transform parameter 'scale' must be > 0"),
+])
+def test_an_edited_or_damaged_detector_folder_is_refused(tmp_path, edit, msg):
+    df = pd.DataFrame({"a": np.arange(40.0), "g": ["x", "y"] * 20})
+    VAEAnomalyDetector(**{**FAST, "max_steps": 5}).fit(df).save(tmp_path / "det")
+    assert load_detector(tmp_path / "det").threshold_ is not None
+    edit(tmp_path / "det")
+    with pytest.raises(CheckpointError, match=msg) as e:
+        load_detector(tmp_path / "det")
+    assert "\n" not in str(e.value)

@@ -15,6 +15,7 @@ from vaekit.core.checkpoint import load_model, save_model
 from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.core.model import VAE
 from vaekit.errors import CheckpointError, VaekitError
+from vaekit.files import document_digest
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,7 @@ def test_damaged_weights_and_bad_config_values_are_caught(tmp_path: Path) -> Non
     save_model(VAE(ModelConfig(input_shape=(16,), latent_dim=2, hidden=(8,))), tmp_path / "m2")
     doc = json.loads((tmp_path / "m2" / "config.json").read_text())
     doc["model"]["hidden"] = "abc"
+    doc["config_blake2b"] = document_digest(doc, "config_blake2b")  # re-sealed: the value check must still hold
     (tmp_path / "m2" / "config.json").write_text(json.dumps(doc))
     with pytest.raises(CheckpointError, match="invalid"):
         load_model(tmp_path / "m2")

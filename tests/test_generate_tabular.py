@@ -10,6 +10,7 @@ import torch
 from tests.helpers import run_cli as cli
 from vaekit import TabularGenerator
 from vaekit.errors import CheckpointError, DataError, VaekitError
+from vaekit.files import document_digest
 
 FAST = dict(max_steps=500, latent_dim=4, hidden=(64, 64), random_state=0)
 SHOP_MEAN = {"north": 0.0, "south": 5.0, "east": -5.0}
@@ -167,5 +168,38 @@ def test_generator_folders_written_with_a_time_limit_in_seconds_still_load(fitte
     gen.save(tmp_path / "g")
     doc = json.loads((tmp_path / "g" / "generator.json").read_text())
     doc["params"]["time_limit"] = doc["params"].pop("time_limit_min") + 90.0
+    doc["config_blake2b"] = document_digest(doc, "config_blake2b")  # re-sealed, as such a folder would be
     (tmp_path / "g" / "generator.json").write_text(json.dumps(doc))
     assert TabularGenerator.load(tmp_path / "g").time_limit_min == 1.5
+
+
+def _resave(path, edit):
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda d: _resave(d / "generator.json", lambda doc: doc.update(n_train=doc["n_train"] + 1)),
+     r"generator.json: does not match its checksum \(config_blake2b\): the file was edited or damaged"),
+    (lambda d: _resave(d / "schema.json", lambda doc: doc.update(edited=True)),
+     r"schema.json: does not match the checksum recorded in generator.json \(files_blake2b\): the file was edited"),
+    (lambda d: _resave(d / "condition_schema.json", lambda doc: doc.update(edited=True)),
+     r"condition_schema.json: does not match the checksum recorded in generator.json"),
+    (lambda d: (d / "condition_table.safetensors").write_bytes(
+        (d / "condition_table.safetensors").read_bytes()[:-1] + b"\x00"), r"condition_table.safetensors: does not match"),
+    (lambda d: _resave(d / "model" / "config.json", lambda doc: doc.update(extra={"x": 1})),
+     r"model/config.json: does not match the checksum recorded in generator.json"),
+    (lambda d: _resave(d / "generator.json", lambda doc: doc.pop("config_blake2b")),
+     r"generator.json: the checksum \(config_blake2b\) is missing or malformed"),
+    (lambda d: _resave(d / "generator.json", lambda doc: (doc.pop("files_blake2b"), doc.update(
+        config_blake2b=document_digest(doc, "config_blake2b")))),
+     r"generator.json: the file checksums \(files_blake2b\) are missing or malformed"),
+])
+def test_an_edited_or_damaged_generator_folder_is_refused(fitted, tmp_path, edit, msg):
+    _, gen = fitted
+    gen.save(tmp_path / "g")
+    edit(tmp_path / "g")
+    with pytest.raises(CheckpointError, match=msg) as e:
+        TabularGenerator.load(tmp_path / "g")
+    assert "\n" not in str(e.value)

@@ -148,3 +148,44 @@ def test_impute_device_and_threads_options(capsys, table):
     code, _, err = cli(capsys, "impute", t / "data.csv", "--out", t / "x.csv", "--na-values", "?", *FAST,
                        "--device", "tpu")
     assert code == 2 and "device 'tpu'" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--n-samples", str(10 ** 9)], "--n-samples must be an integer in 1..100000, got 1000000000"),
+    (["--n-samples", "0"], "--n-samples must be an integer in 1..100000, got 0"),
+    (["--multiple", str(10 ** 6)], "--multiple must be an integer in 0..1000, got 1000000"),
+    (["--multiple", "-1"], "--multiple must be an integer in 0..1000, got -1"),
+])
+def test_impute_counts_past_their_bounds_are_one_line(capsys, table, args, msg):
+    t, _ = table
+    code, _, err = cli(capsys, "impute", t / "data.csv", "--out", t / "x.csv", "--na-values", "?", *args)
+    assert code == 2 and err.count("\n") == 1 and msg in err, err
+
+
+def test_imputer_refuses_absurd_counts_and_imputes_long_tables_in_blocks(monkeypatch):
+    from vaekit import VAEImputer
+    from vaekit.errors import VaekitError
+    from vaekit.jobs.impute import imputer as imputer_module
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    x[:, 2] = x[:, 0] + 0.1 * rng.normal(size=80)
+    holes = x.copy()
+    holes[rng.random(80) < 0.4, 2] = np.nan
+    with pytest.raises(VaekitError, match="n_samples must be at most 100000"):
+        VAEImputer(n_samples=10 ** 9).fit(holes)
+    imp = VAEImputer(n_samples=40, max_steps=30, hidden=(8,), latent_dim=2, random_state=0).fit(holes)
+    for call in (lambda: imp.multiple_imputations(holes, m=10 ** 6), lambda: imp.multiple_imputations(holes, m=0),
+                 lambda: imp.uncertainty(holes, m=10 ** 6), lambda: imp.uncertainty(holes, m=2.5)):
+        with pytest.raises(VaekitError, match=r"m must be an integer in 1\.\.1000"):
+            call()
+    with pytest.raises(VaekitError, match="n_samples must be at most 100000"):
+        imp.set_params(n_samples=10 ** 9).transform(holes)
+    imp.set_params(n_samples=40)
+    whole, draws = imp.transform(holes), imp.multiple_imputations(holes, m=3, seed=1)
+    monkeypatch.setattr(imputer_module, "LOG_W_VALUES", 40 * 7)  # blocks of 7 rows
+    assert np.allclose(imp.transform(holes), whole, rtol=1e-5, atol=1e-6)
+    blocked = imp.multiple_imputations(holes, m=3, seed=1)
+    assert len(blocked) == 3 and all(np.isfinite(b).all() for b in blocked)
+    assert all(np.array_equal(b[~np.isnan(holes)], holes[~np.isnan(holes)]) for b in blocked)
+    assert [d.shape for d in draws] == [b.shape for b in blocked]

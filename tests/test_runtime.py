@@ -33,9 +33,12 @@ def test_precision_follows_the_hardware() -> None:
 
 def test_thread_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
     assert runtime.resolve_threads(3) == 3
     assert runtime.resolve_threads(None, n_params=10_000) == 1
     assert runtime.resolve_threads(None, n_params=10_000_000) == runtime.available_cores()
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (runtime.available_cores() + 3.0, 0.0, 0.0))
+    assert runtime.resolve_threads(None, n_params=10_000_000) == 1  # other work keeps every core busy
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert runtime.resolve_threads(None, n_params=10_000) == 2
     with pytest.raises(VaekitError, match="threads"):

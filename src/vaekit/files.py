@@ -313,6 +313,66 @@ def document_digest(doc: dict[str, Any], field: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+# --- sealed folders: a top-level document (detector.json, generator.json) vouches for every file it relies on ------
+SEAL_FIELD, FILES_FIELD = "config_blake2b", "files_blake2b"
+
+
+def file_digest(path: Path) -> str:
+    """BLAKE2b-128 (hex) of a file's bytes, read in 1 MiB blocks (memory stays flat); a missing file, or one larger
+    than MAX_TENSOR_FILE, is a one-line CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found")
+    size = path.stat().st_size
+    if size > MAX_TENSOR_FILE:
+        raise CheckpointError(f"{path}: is {size} bytes, more than the {MAX_TENSOR_FILE} a folder's file may have")
+    h = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def seal_document(doc: dict[str, Any], folder: Path, names: Iterable[str]) -> dict[str, Any]:
+    """``doc`` in its JSON form plus ``files_blake2b`` {name: :func:`file_digest`} of the files ``names`` (relative
+    to ``folder``, '/'-separated) and ``config_blake2b`` over all of it: write it last, after those files."""
+    doc = json.loads(json.dumps({**doc, FILES_FIELD: {n: file_digest(folder / n) for n in names}}, allow_nan=False))
+    doc[SEAL_FIELD] = document_digest(doc, SEAL_FIELD)
+    return doc
+
+
+def check_document_seal(doc: dict[str, Any], path: Path) -> None:
+    """The document's ``config_blake2b`` must be present, well-formed and equal to its digest; else a one-line
+    CheckpointError naming ``path``. Check it before anything the document says is used."""
+    recorded = doc.get(SEAL_FIELD)
+    if not is_digest(recorded):
+        raise CheckpointError(f"{path}: the checksum ({SEAL_FIELD}) is missing or malformed; the folder cannot be "
+                              "verified")
+    try:
+        actual = document_digest(doc, SEAL_FIELD)
+    except (ValueError, TypeError, RecursionError):  # NaN/inf, too deep: not what vaekit writes
+        actual = ""
+    if actual != recorded:
+        raise CheckpointError(f"{path}: does not match its checksum ({SEAL_FIELD}): the file was edited or damaged")
+
+
+def check_file_seals(doc: dict[str, Any], folder: Path, names: Iterable[str], path: Path) -> None:
+    """The document's ``files_blake2b`` must list exactly ``names`` (the files the loader will read), each with the
+    digest of that file's bytes; else a one-line CheckpointError naming the file."""
+    names = list(names)
+    seals = doc.get(FILES_FIELD)
+    if not isinstance(seals, dict) or not all(is_digest(v) for v in seals.values()):
+        raise CheckpointError(f"{path}: the file checksums ({FILES_FIELD}) are missing or malformed; the folder "
+                              "cannot be verified")
+    if set(seals) != set(names):
+        unlisted = sorted(set(names) - set(seals)) or sorted(set(seals) - set(names))
+        raise CheckpointError(f"{path}: {FILES_FIELD} does not list the folder's files ({unlisted[:3]}): the file "
+                              "was edited or damaged")
+    for n in names:
+        if file_digest(folder / n) != seals[n]:
+            raise CheckpointError(f"{folder / n}: does not match the checksum recorded in {path.name} "
+                                  f"({FILES_FIELD}): the file was edited or damaged")
+
+
 def tensors_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
     """BLAKE2b-128 over every tensor (name, dtype, shape, bytes, in sorted order) and the metadata strings:
     the checksum a training checkpoint carries in its own metadata (under ``digest``, left out here)."""

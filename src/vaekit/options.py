@@ -70,6 +70,7 @@ MAX_ROWS = 1_000_000  # synthetic table rows (drawn in chunks)
 MAX_STEPS = 1_000  # interpolation / traversal steps
 MAX_GRID = 100  # latent map: grid × grid tiles
 MAX_K = 10_000  # latent samples per row of an anomaly score
+MAX_IMPUTATIONS = 1_000  # completed copies of a table (impute --multiple) / draws per entry of its uncertainty
 
 
 def count_option(default: int, *flags: str, hi: int, lo: int = 1, help: str = "") -> Any:

@@ -4,7 +4,8 @@ Every job asks this module, so ``device="auto"`` means the same everywhere: CUDA
 MPS, else the CPU. ``precision="auto"`` is bfloat16 autocast (matmuls in bf16, reductions and weights in fp32) where
 the hardware multiplies bf16 natively — CUDA GPUs with bf16 support, CPUs with AVX512-BF16 or AMX — and fp32
 elsewhere. Threads: an explicit count wins, then ``OMP_NUM_THREADS``, then a size rule measured in
-``benchmarks/threads.py`` (small models do not gain from a second thread and lose a lot when cores are shared).
+``benchmarks/threads.py`` (small models do not gain from a second thread and lose a lot when cores are shared;
+large ones get the cores the load average says are idle).
 """
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def available_cores() -> int:
 
 
 def resolve_threads(n_threads: int | None = None, n_params: int | None = None) -> int:
-    """Explicit count > ``OMP_NUM_THREADS`` > one thread for small models (< 250k parameters), all cores otherwise."""
+    """Explicit count > ``OMP_NUM_THREADS`` > one thread for small models (< 250k parameters), else the idle cores
+    (this process's cores minus the rounded 1-minute load average, at least one)."""
     if n_threads is not None and n_threads != 0:
         if not isinstance(n_threads, (int, np.integer)) or isinstance(n_threads, bool) or n_threads < 1:
             raise VaekitError(f"threads must be a whole number >= 1 (or 0/None for automatic), got {n_threads!r}")
@@ -116,7 +118,16 @@ def resolve_threads(n_threads: int | None = None, n_params: int | None = None) -
         return int(env)
     if n_params is not None and n_params < SMALL_MODEL_PARAMS:
         return 1
-    return available_cores()
+    return max(1, available_cores() - busy_cores())
+
+
+def busy_cores() -> int:
+    """Cores other work keeps busy: the 1-minute load average, rounded (0 where the OS does not report one).
+    A thread pool larger than the idle cores spins against the other processes (benchmarks/threads.py: 7×)."""
+    try:
+        return int(os.getloadavg()[0] + 0.5)
+    except (AttributeError, OSError):
+        return 0
 
 
 @contextlib.contextmanager

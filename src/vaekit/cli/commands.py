@@ -12,8 +12,14 @@ from vaekit.cli.demo import run_demo
 from vaekit.core import workflows
 from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.errors import VaekitError
-from vaekit.options import device_option, ints, seed_option, threads_option
-from vaekit.options import MAX_SAMPLES, count_option
+from vaekit.options import (
+    MAX_SAMPLES,
+    count_option,
+    device_option,
+    ints,
+    seed_option,
+    threads_option,
+)
 
 app = typer.Typer(rich_markup_mode=None, help="Train, evaluate, sample and reconstruct a VAE; the demo report.")
 

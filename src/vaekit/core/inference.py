@@ -86,7 +86,7 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, c: torch.Tensor | None = No
         log_px = logpx(z, x, c)
         # log p(z) − log q(z|x) with q's quadratic term from ε directly (exact, cheaper)
         log_pz = model.prior.log_prob(z)
-        log_qz = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+        log_qz = gaussian_log_q(eps, logvar)
         lw.append(log_px + log_pz - log_qz)
         lpx.append(log_px)
         done += m
@@ -137,7 +137,7 @@ def snis(model: VAE, x_in: torch.Tensor, log_lik: Fn, stat: Fn, eps: torch.Tenso
             e = eps[b:b + chunk, None, :]
             z = mu + sd * e  # (L', B, d)
             params = model.decode(z)
-            log_qz = -0.5 * (e.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+            log_qz = gaussian_log_q(e, logvar)
             lw = log_lik(params, sl) + model.prior.log_prob(z) - log_qz
             f = stat(params, sl)
             m = lw.max(0).values if top is None else torch.maximum(top, lw.max(0).values)

@@ -19,7 +19,13 @@ from vaekit.core.preprocess import prepare
 from vaekit.core.trainer import MODEL_DIR, History, Trainer
 from vaekit.data import Dataset, infer_image_shape, load_array, load_splits
 from vaekit.errors import CheckpointError, DataError, VaekitError, VaekitWarning
-from vaekit.files import atomic_save, atomic_write_text, check_output_folder, read_json, retire_artifacts
+from vaekit.files import (
+    atomic_save,
+    atomic_write_text,
+    check_output_folder,
+    read_json,
+    retire_artifacts,
+)
 from vaekit.plots import save_grid
 from vaekit.runtime import (
     resolve_device,

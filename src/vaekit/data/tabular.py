@@ -17,6 +17,7 @@ time is far from the training data; values are clipped to ±1e6 after the transf
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +25,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from vaekit.errors import DataError
-from vaekit.files import atomic_write_text
+from vaekit.errors import CheckpointError, DataError
+from vaekit.files import atomic_write_text, read_json
 
 KINDS = ("continuous", "binary", "categorical")
 TRANSFORMS = ("standard", "quantile", "yeo-johnson", "none")
@@ -177,6 +178,49 @@ def _sorted(values: Iterable[Any]) -> list[Any]:
         return sorted(vals)
     except TypeError:
         return sorted(vals, key=lambda v: (type(v).__name__, str(v)))
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _check_loaded_column(c: Column, source: str) -> None:
+    """A column read from a schema file: the field types fitting writes and finite transform parameters, so that a
+    malformed (or forged) schema is one DataError at load, not a crash when rows are encoded or decoded."""
+    def bad(what: str) -> DataError:
+        return DataError(f"{source}: column {str(c.name)[:60]!r}: {what}")
+
+    if not isinstance(c.name, str) or not isinstance(c.allow_missing, bool) or not isinstance(c.params, dict):
+        raise bad("name must be a string, allow_missing true/false and params an object")
+    cats = c.categories
+    if not isinstance(cats, list) or not all(isinstance(v, str) or _finite(v) or isinstance(v, bool) for v in cats) \
+            or len(set(cats)) != len(cats) or (c.kind == "categorical" and not cats):
+        raise bad("categories must be a list of distinct strings or finite numbers (at least one if categorical)")
+    if c.kind != "continuous":
+        return
+    p = c.params
+    for k in ("mean", "scale"):
+        if (k in p or c.transform != "none") and not _finite(p.get(k)):
+            raise bad(f"transform parameter {k!r} must be a finite number")
+    if "scale" in p and not p["scale"] > 0:
+        raise bad("transform parameter 'scale' must be > 0")
+    if "constant" in p and not isinstance(p["constant"], bool):
+        raise bad("transform parameter 'constant' must be true or false")
+    dec = p.get("decimals")
+    if dec is not None and (isinstance(dec, bool) or not isinstance(dec, int) or not 0 <= dec <= MAX_DECIMALS):
+        raise bad(f"'decimals' must be an integer in 0..{MAX_DECIMALS}")
+    if c.transform == "quantile" and ("refs" in p or "levels" in p):
+        refs, lev = p.get("refs"), p.get("levels")
+        if not (isinstance(refs, list) and isinstance(lev, list) and 1 <= len(refs) == len(lev)
+                and all(_finite(v) for v in refs + lev) and all(0 < v < 1 for v in lev)
+                and all(a <= b for a, b in zip(refs, refs[1:])) and all(a <= b for a, b in zip(lev, lev[1:]))):
+            raise bad("quantile parameters 'refs'/'levels' must be equal-length sorted lists of finite numbers "
+                      "(levels in (0, 1))")
+    if c.transform == "yeo-johnson" and "lmbda" in p and not _finite(p["lmbda"]):
+        raise bad("transform parameter 'lmbda' must be a finite number")
 
 
 class TabularSchema:
@@ -374,12 +418,15 @@ class TabularSchema:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "schema") -> "TabularSchema":
-        if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        if not isinstance(doc, Mapping) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
             raise DataError(f"{source}: not a vaekit tabular schema of version {VERSION}")
         try:
-            return cls([Column(**c) for c in doc["columns"]], int(doc.get("max_categories", 200)))
-        except (KeyError, TypeError, ValueError) as e:
+            schema = cls([Column(**c) for c in doc["columns"]], int(doc.get("max_categories", 200)))
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise DataError(f"{source}: malformed schema ({e})") from None
+        for c in schema.columns:
+            _check_loaded_column(c, source)
+        return schema
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
@@ -388,12 +435,12 @@ class TabularSchema:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "TabularSchema":
         path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: schema file not found")
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: schema file not found") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{path}: schema is not valid JSON ({e})") from None
+            doc = read_json(path, "schema")  # size-bounded; bad UTF-8/JSON, deep nesting, a non-object: one line
+        except CheckpointError as e:
+            raise DataError(str(e)) from None
         return cls.from_dict(doc, str(path))
 
     def __eq__(self, other: object) -> bool:

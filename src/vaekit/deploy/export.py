@@ -41,6 +41,7 @@ from torch import nn
 
 from vaekit import __version__
 from vaekit.core.checkpoint import read_model_config
+from vaekit.core.inference import gaussian_log_q, log_mean_exp
 from vaekit.core.model import VAE
 from vaekit.core.workflows import load, resolve_model_dir
 from vaekit.errors import CheckpointError, VaekitError
@@ -94,11 +95,10 @@ def member_score(model: VAE, x: torch.Tensor, eps: torch.Tensor | None, score_ty
     if score_type == "elbo":
         return -(log_px.mean(0) - model.prior.kl(mu, logvar).sum(-1))
     if score_type == "nll":
-        log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)
-        lw = log_px + model.prior.log_prob(z) - log_qz
+        lw = log_px + model.prior.log_prob(z) - gaussian_log_q(eps, logvar)
     else:  # recon_prob
         lw = log_px
-    return -(torch.logsumexp(lw, 0) - math.log(eps.shape[0]))
+    return -log_mean_exp(lw, 0)
 
 
 class ScoreGraph(nn.Module):

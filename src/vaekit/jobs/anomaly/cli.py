@@ -9,11 +9,25 @@ import typer
 
 from vaekit.data.tables import read_table
 from vaekit.errors import CheckpointError, VaekitError
-from vaekit.files import atomic_write_text, check_output_folder, read_json, retire_artifacts
+from vaekit.files import (
+    atomic_write_text,
+    check_output_folder,
+    read_json,
+    retire_artifacts,
+)
 from vaekit.jobs.anomaly.detector import VAEAnomalyDetector
 from vaekit.jobs.anomaly.files import load_detector, score_file
-from vaekit.options import KIND_OPTIONS, cli_wording, column_kinds, device_option, ints, names, threads_option
-from vaekit.options import MAX_K, count_option
+from vaekit.options import (
+    KIND_OPTIONS,
+    MAX_K,
+    cli_wording,
+    column_kinds,
+    count_option,
+    device_option,
+    ints,
+    names,
+    threads_option,
+)
 from vaekit.plots import save_histogram
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,

@@ -47,6 +47,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.core.budget import scaled_steps
 from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.inference import gaussian_log_q, log_mean_exp
 from vaekit.core.likelihoods import make_likelihood
 from vaekit.core.model import VAE
 from vaekit.core.objectives import ELBO, LossOutput
@@ -54,6 +55,7 @@ from vaekit.core.trainer import Trainer
 from vaekit.data.tabular import Column, TabularSchema, named
 from vaekit.errors import DataError, VaekitError
 from vaekit.jobs.anomaly.folder import load_detector, save_detector
+from vaekit.options import MAX_K
 from vaekit.runtime import resolve_device, resolve_threads, threads
 
 SCORES = ("elbo", "nll", "recon_prob", "recon_error")
@@ -155,8 +157,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             raise VaekitError(f"unknown_category must be one of {list(UNKNOWN_CATEGORY)}, got {self.unknown_category!r}")
         if self.missing_score not in MISSING_SCORES:
             raise VaekitError(f"missing_score must be one of {list(MISSING_SCORES)}, got {self.missing_score!r}")
-        if int(self.k) < 1 or int(self.n_models) < 1 or int(self.epochs) < 1 or int(self.max_steps) < 1:
-            raise VaekitError("k, n_models, epochs and max_steps must be >= 1")
+        counts = (self.k, self.n_models, self.epochs, self.max_steps)
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in counts):
+            raise VaekitError("k, n_models, epochs and max_steps must be integers >= 1")
+        if self.k > MAX_K:
+            raise VaekitError(f"k must be at most {MAX_K} (latent samples per row), got {self.k}")
         if not 0 <= self.validation_fraction < 1:
             raise VaekitError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         resolve_device(self.device)  # a name that is not a device, or a GPU that is not there → VaekitError
@@ -328,12 +333,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             kl = model.prior.kl(mu, logvar).sum(-1)
             return -(log_px.mean(0) - kl), -lpd.mean(0)
         if self.score_type == "nll":
-            log_qz = -0.5 * (eps.pow(2)[:, None, :] + logvar + math.log(2 * math.pi)).sum(-1)
-            lw = log_px + model.prior.log_prob(z) - log_qz
+            lw = log_px + model.prior.log_prob(z) - gaussian_log_q(eps[:, None, :], logvar)
         else:
             lw = log_px
         w = torch.softmax(lw, 0).unsqueeze(-1)
-        return -(torch.logsumexp(lw, 0) - math.log(len(eps))), -(w * lpd).sum(0)
+        return -log_mean_exp(lw, 0), -(w * lpd).sum(0)
 
     def _score_encoded(self, x: torch.Tensor, memory_mb: float = 128.0,
                        unseen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -121,7 +121,8 @@ def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndar
     """FastAPI app: GET / (page), /api/info, POST /api/decode, /api/sample, /api/example/{i}, /api/interpolate;
     only for requests whose Host header is one of ``hosts`` (names as :func:`allowed_hosts` gives them)."""
     from fastapi import FastAPI, HTTPException, Query
-    from fastapi.responses import HTMLResponse
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
     from pydantic import BaseModel, Field
 
 
@@ -131,6 +132,14 @@ def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndar
     d = model.config.latent_dim
     app = FastAPI(title="vaekit explorer", docs_url=None, redoc_url=None, openapi_url=None)  # no CDN-loaded pages
     app.add_middleware(_Guard, hosts=hosts, max_body=max_body)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Any, exc: RequestValidationError) -> Any:
+        # FastAPI's own handler echoes each bad input back, and NaN, inf or undecodable bytes in it made that
+        # reply fail (500): answer 422 with where and what only
+        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     class DecodeRequest(BaseModel):
         z: list[float] = Field(..., min_length=1, max_length=4096)

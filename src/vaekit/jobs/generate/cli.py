@@ -7,8 +7,17 @@ from typing import Optional
 import typer
 
 from vaekit.jobs.generate.files import fit_file, sample_file
-from vaekit.options import KIND_OPTIONS, cli_wording, column_kinds, device_option, ints, names, threads_option
-from vaekit.options import MAX_ROWS, count_option
+from vaekit.options import (
+    KIND_OPTIONS,
+    MAX_ROWS,
+    cli_wording,
+    column_kinds,
+    count_option,
+    device_option,
+    ints,
+    names,
+    threads_option,
+)
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Synthetic table rows: fit a (conditional) VAE on a table, "
                                                       "sample new rows.")

@@ -1,5 +1,7 @@
 """A fitted :class:`~vaekit.jobs.generate.tabular.TabularGenerator` is a folder (every file written atomically, no pickle)::
-    generator.json               format, version, parameters (not device/n_threads), columns, dtypes, ranges, seed
+    generator.json               format, version, parameters (not device/n_threads), columns, dtypes, ranges, seed;
+                                 files_blake2b (the digest of every other file below, model/config.json included)
+                                 and config_blake2b over itself: written last, checked first
     schema.json                  TabularSchema of the generated columns, with fitted transforms
     condition_schema.json        TabularSchema of the condition columns (conditional generators only)
     condition_table.safetensors  training condition values (floats / category codes), for drawing unfixed ones
@@ -15,18 +17,30 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from sklearn.utils.validation import check_is_fitted
 
 from vaekit.core.checkpoint import load_model, save_model
 from vaekit.data.tabular import TabularSchema
 from vaekit.errors import CheckpointError, DataError
-from vaekit.files import atomic_write_bytes, atomic_write_text, read_versioned_json
+from vaekit.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_document_seal,
+    check_file_seals,
+    read_tensors,
+    read_versioned_json,
+    seal_document,
+)
 
-FORMAT, VERSION = "vaekit-generator", 1
+FORMAT, VERSION = "vaekit-generator", 2  # 2: files_blake2b + config_blake2b in generator.json
 GEN_FILE, SCHEMA_FILE, COND_SCHEMA_FILE = "generator.json", "schema.json", "condition_schema.json"
 COND_TABLE_FILE, MODEL_DIR = "condition_table.safetensors", "model"
+
+
+def _sealed_files(conditional: bool) -> list[str]:
+    """The files generator.json vouches for (relative names); model/config.json vouches for the weights."""
+    return [SCHEMA_FILE] + [COND_SCHEMA_FILE, COND_TABLE_FILE] * conditional + [f"{MODEL_DIR}/config.json"]
 
 
 def save_generator(gen: Any, directory: str | os.PathLike[str]) -> Path:
@@ -49,6 +63,7 @@ def save_generator(gen: Any, directory: str | os.PathLike[str]) -> Path:
     doc = {"format": FORMAT, "version": VERSION, "params": params, "seed": gen._seed, "columns": gen.columns_,
            "dtypes": gen.dtypes_, "ranges": gen.ranges_, "category_orders": gen.category_orders_,
            "n_train": gen.n_train_, "conditional": gen.condition_schema_ is not None}
+    doc = seal_document(doc, d, _sealed_files(doc["conditional"]))
     atomic_write_text(d / GEN_FILE, json.dumps(doc, indent=2))
     return d
 
@@ -60,6 +75,7 @@ def load_generator(directory: str | os.PathLike[str], cls: type) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{d}: no tabular generator here ({GEN_FILE} not found)")
     doc = read_versioned_json(path, FORMAT, VERSION, "tabular generator")
+    check_document_seal(doc, path)
     try:
         params = dict(doc["params"])
         params["hidden"] = tuple(params["hidden"])
@@ -73,6 +89,7 @@ def load_generator(directory: str | os.PathLike[str], cls: type) -> Any:
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: malformed generator file ({e.__class__.__name__}: {e})") from None
     gen.n_features_in_ = len(gen.columns_)
+    check_file_seals(doc, d, _sealed_files(conditional), path)
     try:
         gen.schema_ = TabularSchema.load(d / SCHEMA_FILE)
         gen.condition_schema_ = TabularSchema.load(d / COND_SCHEMA_FILE) if conditional else None
@@ -81,7 +98,7 @@ def load_generator(directory: str | os.PathLike[str], cls: type) -> Any:
     gen.condition_table_ = {}
     if conditional:
         try:
-            t = st_load((d / COND_TABLE_FILE).read_bytes())
+            t, _ = read_tensors(d / COND_TABLE_FILE, "condition table")  # size-checked before it is read
             gen.condition_table_ = {c.name: t[c.name].numpy() for c in gen.condition_schema_.columns}
         except (OSError, SafetensorError, KeyError) as e:
             raise CheckpointError(f"{d / COND_TABLE_FILE}: missing or corrupt ({e})") from None

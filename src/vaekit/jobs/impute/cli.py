@@ -8,8 +8,17 @@ import typer
 
 from vaekit.jobs.impute.files import impute_file
 from vaekit.jobs.impute.inpaint import inpaint_file
-from vaekit.options import KIND_OPTIONS, cli_wording, column_kinds, device_option, names, threads_option
-from vaekit.options import MAX_SAMPLES, count_option
+from vaekit.options import (
+    KIND_OPTIONS,
+    MAX_IMPUTATIONS,
+    MAX_SAMPLES,
+    cli_wording,
+    column_kinds,
+    count_option,
+    device_option,
+    names,
+    threads_option,
+)
 
 app = typer.Typer(rich_markup_mode=None, help="Imputation of tables and inpainting of images.")
 
@@ -18,8 +27,9 @@ app = typer.Typer(rich_markup_mode=None, help="Imputation of tables and inpainti
 def impute(
     data: Path = typer.Argument(..., help="Table with missing values (.csv or .parquet); empty cells / NaN are missing."),
     out: Path = typer.Option(..., "--out", help="Completed table (.csv or .parquet)."),
-    multiple: int = typer.Option(0, "--multiple", help="M > 0: M imputations in ONE long table, a first column "
-                                 "'imputation' (1..M) followed by the M completed copies stacked in order."),
+    multiple: int = count_option(0, "--multiple", lo=0, hi=MAX_IMPUTATIONS, help="M > 0: M imputations in ONE long "
+                                 "table, a first column 'imputation' (1..M) followed by the M completed copies "
+                                 "stacked in order; 0 = one completed table."),
     uncertainty: Optional[Path] = typer.Option(None, "--uncertainty", help="Also write per-entry uncertainty here "
                                                "(sd of draws for numbers, 1 − p(imputed value) otherwise; 0 = observed)."),
     na_values: str = typer.Option("", "--na-values", help="Extra strings meaning missing, comma-separated (e.g. '?,n/a')."),
@@ -27,7 +37,8 @@ def impute(
     categorical: str = typer.Option("", help="Columns to treat as categorical (comma-separated)."),
     binary: str = typer.Option("", help="Columns to treat as binary."),
     continuous: str = typer.Option("", help="Columns to treat as continuous."),
-    n_samples: int = typer.Option(1000, "--n-samples", help="Importance samples L per row."),
+    n_samples: int = count_option(1000, "--n-samples", hi=MAX_SAMPLES, help="Importance samples L per row (rows "
+                                  "are imputed in blocks, so memory stays bounded)."),
     max_steps: int = typer.Option(10000, "--max-steps", help="Training steps (VAEImputer's default; fewer = faster, "
                                   "slightly less accurate)."),
     seed: int = typer.Option(0),

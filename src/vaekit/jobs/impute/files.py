@@ -17,6 +17,7 @@ from vaekit.data.tables import (
 )
 from vaekit.errors import DataError, VaekitError
 from vaekit.jobs.impute.imputer import VAEImputer
+from vaekit.options import MAX_IMPUTATIONS
 
 
 def impute_file(data: str | os.PathLike[str], out: str | os.PathLike[str], multiple: int = 0,
@@ -33,8 +34,9 @@ def impute_file(data: str | os.PathLike[str], out: str | os.PathLike[str], multi
     for p in [out] + ([uncertainty] if uncertainty is not None else []):
         if Path(p).suffix.lower() not in TABLE_SUFFIXES:
             raise VaekitError(f"{p}: output must end in .csv or .parquet")
-    if multiple < 0:
-        raise VaekitError(f"--multiple must be >= 0, got {multiple}")
+    if not 0 <= multiple <= MAX_IMPUTATIONS:
+        raise VaekitError(f"--multiple must be an integer in 0..{MAX_IMPUTATIONS}, got {multiple}")
+    VAEImputer(column_kinds=column_kinds or None, **params)._check_params()  # n_samples etc.: before the table is read
     df = read_incomplete_table(data, na_values)
     missing_cols = [c for c in ignore if c not in df.columns]
     if missing_cols:

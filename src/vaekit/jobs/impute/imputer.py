@@ -44,16 +44,24 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.core.budget import scaled_steps
 from vaekit.core.config import ModelConfig, TrainConfig
-from vaekit.core.inference import shared_eps, sir, snis
+from vaekit.core.inference import gaussian_log_q, log_mean_exp, shared_eps, sir, snis
 from vaekit.core.model import VAE
 from vaekit.core.trainer import make_optimizer
 from vaekit.data.tabular import TabularSchema, infer_kinds, named
 from vaekit.errors import DataError, TrainingError, VaekitError
-from vaekit.runtime import autocast, resolve_device, resolve_precision, resolve_threads, threads
+from vaekit.options import MAX_IMPUTATIONS, MAX_SAMPLES
+from vaekit.runtime import (
+    autocast,
+    resolve_device,
+    resolve_precision,
+    resolve_threads,
+    threads,
+)
 
 N_VALID_SAMPLES = 32  # importance samples for the early-stopping imputations
 MIN_VALID_ENTRIES = 20
 MIN_ROWS = 2  # rows needed to fit (one row gives the model nothing to learn a distribution from)
+LOG_W_VALUES = 1 << 24  # log-weights held at once (L × rows, float32: 64 MiB): rows are imputed in blocks that fit
 
 
 def _is_frame(X: Any) -> bool:
@@ -77,9 +85,8 @@ def miwae_loss(model: VAE, x: torch.Tensor, k: int, precision: str = "fp32") -> 
     z = mu + torch.exp(0.5 * logvar) * eps
     with autocast(precision, x.device):
         params = model.decode(z)
-    log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
-    log_w = model.likelihood.log_prob(params.float(), x) + model.prior.log_prob(z) - log_q
-    return -(torch.logsumexp(log_w, 0) - math.log(k)).mean()
+    log_w = model.likelihood.log_prob(params.float(), x) + model.prior.log_prob(z) - gaussian_log_q(eps, logvar)
+    return -log_mean_exp(log_w, 0).mean()
 
 
 def _fill_column(col: Any, pos: np.ndarray, new: np.ndarray) -> Any:
@@ -146,6 +153,9 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         bad = [n for n, v in ints.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1]
         if bad:
             raise VaekitError(f"{', '.join(bad)} must be integers >= 1")
+        if self.n_samples > MAX_SAMPLES:
+            raise VaekitError(f"n_samples must be at most {MAX_SAMPLES} (importance samples per row), "
+                              f"got {self.n_samples}")
         if not (self.latent_dim == "auto" or (isinstance(self.latent_dim, (int, np.integer)) and self.latent_dim >= 1)):
             raise VaekitError(f"latent_dim must be 'auto' or an integer >= 1, got {self.latent_dim!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -325,24 +335,37 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return model.eval()
 
     # --- imputing ------------------------------------------------------------------------------------------------
-    def _posterior(self, df: Any, miss: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rows with a missing entry → (row indices, encoded rows, Σ_l w̄_l E[values|z_l], log-weights (L, R)).
+    def _posterior(self, df: Any, miss: np.ndarray, m: int = 0,
+                   seed: int | None = None) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
+        """Rows with a missing entry → (row indices, Σ_l w̄_l E[values|z_l] (R, F), ``m`` SIR draws (m, R, F) or None).
 
-        Computed on ``device`` (the model is moved there and back); the results are CPU tensors."""
+        Rows go in blocks of at most LOG_W_VALUES / L, so the log-weights (L × block) stay bounded whatever the
+        table's length. The weights are computed on ``device`` (the model is moved there and back), the draws on
+        the CPU (they follow the seeded CPU stream on every device); the results are CPU tensors."""
+        self._check_params()  # n_samples/device may have been set after fit
         rows = np.nonzero(miss.any(1))[0]
         x = torch.from_numpy(self._validate(df)[rows])
         model, vd = self.model_, self.schema_.value_dim
         lik, dev = model.likelihood, resolve_device(self.device)
-        eps = shared_eps(int(self.n_samples), model.config.latent_dim, self._seed + 7).to(dev)
-        xd = x.to(dev)
+        eps = shared_eps(int(self.n_samples), model.config.latent_dim, self._seed + 7)
+        eps_dev = eps.to(dev)
+        gen = torch.Generator().manual_seed(self._seed + 11 if seed is None else int(seed))
+        step = max(1, LOG_W_VALUES // len(eps))
+        means, draws = [], []
         with self._threads(model):
-            model.to(dev)
-            try:
-                mean, log_w = snis(model, xd, lambda p, sl: lik.log_prob(p, xd[sl]), lambda p, sl: lik.mean(p)[..., :vd],
-                                   eps)
-            finally:
-                model.cpu()
-        return rows, x, mean.cpu(), log_w.cpu()
+            for a in range(0, len(x), step):
+                xb = x[a:a + step]
+                xd = xb.to(dev)
+                model.to(dev)
+                try:
+                    mean, log_w = snis(model, xd, lambda p, sl: lik.log_prob(p, xd[sl]),
+                                       lambda p, sl: lik.mean(p)[..., :vd], eps_dev)
+                finally:
+                    model.cpu()
+                means.append(mean.cpu())
+                if m:
+                    draws.append(sir(model, xb, log_w.cpu(), eps, m, lambda p, sl: lik.sample(p, gen)[..., :vd], gen))
+        return rows, torch.cat(means), torch.cat(draws, 1) if m else None
 
     def _complete(self, X: Any, df: Any, miss: np.ndarray, rows: np.ndarray, values: Any) -> Any:
         """X with its missing entries (rows ``rows``) replaced by ``values`` (R × C table); observed ones untouched."""
@@ -372,27 +395,23 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if not miss.any():
             self._validate(df)
             return self._complete(X, df, miss, np.zeros(0, dtype=int), None)
-        rows, _, mean, _ = self._posterior(df, miss)
+        rows, mean, _ = self._posterior(df, miss)
         return self._complete(X, df, miss, rows, self.schema_.decode(mean.numpy()))
 
     def multiple_imputations(self, X: Any, m: int = 5, seed: int | None = None) -> list[Any]:
         """m completed copies of X; missing entries drawn by sampling-importance-resampling from p(x_mis | x_obs)."""
         check_is_fitted(self, "model_")
-        if not isinstance(m, (int, np.integer)) or m < 1:
-            raise VaekitError(f"m must be an integer >= 1, got {m!r}")
-        return [self._complete(X, df, miss, rows, v) for df, miss, rows, v in self._draws(X, int(m), seed)[0]]
+        return [self._complete(X, df, miss, rows, v) for df, miss, rows, v in self._draws(X, m, seed)[0]]
 
-    def _draws(self, X: Any, m: int, seed: int | None) -> tuple[list[tuple[Any, np.ndarray, np.ndarray, Any]], Any]:
+    def _draws(self, X: Any, m: Any, seed: int | None) -> tuple[list[tuple[Any, np.ndarray, np.ndarray, Any]], Any]:
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= MAX_IMPUTATIONS:
+            raise VaekitError(f"m must be an integer in 1..{MAX_IMPUTATIONS}, got {m!r}")
+        m = int(m)
         df, miss = self._read(X, reset=False)
         if not miss.any():
             self._validate(df)
             return [(df, miss, np.zeros(0, dtype=int), None)] * m, None
-        rows, x, mean, log_w = self._posterior(df, miss)
-        lik, vd = self.model_.likelihood, self.schema_.value_dim
-        gen = torch.Generator().manual_seed(self._seed + 11 if seed is None else int(seed))
-        eps = shared_eps(int(self.n_samples), self.model_.config.latent_dim, self._seed + 7)
-        with self._threads(self.model_):  # on the CPU: the draws follow the seeded CPU stream on every device
-            draws = sir(self.model_, x, log_w, eps, m, lambda p, sl: lik.sample(p, gen)[..., :vd], gen)
+        rows, mean, draws = self._posterior(df, miss, m, seed)
         return [(df, miss, rows, self.schema_.decode(d.numpy())) for d in draws], (rows, mean)
 
     def uncertainty(self, X: Any, m: int = 100, seed: int | None = None) -> Any:
@@ -400,7 +419,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         import pandas as pd
 
         check_is_fitted(self, "model_")
-        draws, post = self._draws(X, int(m), seed)
+        draws, post = self._draws(X, m, seed)
         df, miss = draws[0][0], draws[0][1]
         out = np.zeros(miss.shape)
         if post is not None:

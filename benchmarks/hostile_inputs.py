@@ -409,7 +409,7 @@ CASES: list[Case] = [
          lambda c: _run_json(c, "run-corrupt", '{"model": {"latent_dim": 2,')),
     Case("run-json-no-keys", "train --resume with a run.json lacking model/train", "not a valid vaekit run file",
          lambda c: _run_json(c, "run-empty", "{}")),
-    Case("detector-cli-json-corrupt", "anomaly score with a corrupt cli.json", "not valid JSON",
+    Case("detector-cli-json-corrupt", "anomaly score with a corrupt cli.json", "does not match the checksum",
          lambda c: _score(_detector_variant(c, "det-clijson", lambda d: (d / "cli.json").write_text("{oops")), c)),
     Case("detector-member-outside", "detector.json member '../elsewhere'", "not a folder name inside",
          lambda c: _score(_detector_variant(c, "det-outside", _members(["../elsewhere"])), c)),

@@ -89,3 +89,24 @@ def test_device_and_threads_options_fit_and_score(capsys, tables):
     assert code == 0 and "scored 40 rows" in out, err
     code, _, err = cli(capsys, "anomaly", "score", t / "det", t / "new.csv", "--out", t / "s2.csv", "--device", "tpu")
     assert code == 2 and "device 'tpu'" in err and err.count("\n") == 1 and not (t / "s2.csv").exists()
+
+
+def test_cli_settings_file_is_sealed(tmp_path, capsys):
+    """cli.json (columns to ignore) is covered by detector.json's checksum: editing it is refused."""
+    import json as _json
+
+    import numpy as _np
+    import pandas as _pd
+
+    from tests.helpers import run_cli
+
+    rng = _np.random.default_rng(0)
+    _pd.DataFrame({"id": range(60), "a": rng.normal(size=60), "b": rng.normal(size=60)}).to_csv(tmp_path / "t.csv",
+                                                                                              index=False)
+    code, _, err = run_cli(capsys, "anomaly", "fit", tmp_path / "t.csv", "--out", tmp_path / "det", "--ignore", "id",
+                           "--n-models", "1", "--max-steps", "20")
+    assert code == 0, err
+    (tmp_path / "det" / "cli.json").write_text(_json.dumps({"ignore": []}))
+    code, _, err = run_cli(capsys, "anomaly", "score", tmp_path / "det", tmp_path / "t.csv", "--out",
+                           tmp_path / "s.csv", "--no-plot")
+    assert code == 2 and "cli.json" in err and len(err.strip().splitlines()) == 1, err

@@ -19,6 +19,7 @@ from vaekit.errors import (
     VaekitError,
     WrongModelError,
 )
+from vaekit.files import document_digest
 from vaekit.jobs.compress.container import pack, unpack
 from vaekit.jobs.compress.entropy import (
     TOTAL,
@@ -192,7 +193,9 @@ def test_codec_folder_validation(codecs: dict[int, Path], tmp_path: Path) -> Non
     doc = json.loads((codecs[1] / "config.json").read_text())
     d = tmp_path / "y"
     d.mkdir()
-    (d / "config.json").write_text(json.dumps(dict(doc, lambdas=doc["lambdas"][:1], levels=doc["levels"][:1])))
+    forged = dict(doc, lambdas=doc["lambdas"][:1], levels=doc["levels"][:1])
+    forged["config_blake2b"] = document_digest(forged, "config_blake2b")  # re-sealed: the weights check must catch it
+    (d / "config.json").write_text(json.dumps(forged))
     (d / "model.safetensors").write_bytes((codecs[1] / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match="unexpected"):
         load_codec(d)

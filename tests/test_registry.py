@@ -18,6 +18,7 @@ from vaekit.core.nn import ACTIVATIONS, DECODERS, ENCODERS
 from vaekit.core.objectives import OBJECTIVES
 from vaekit.core.priors import PRIORS, Prior
 from vaekit.errors import CheckpointError, VaekitError
+from vaekit.files import document_digest
 from vaekit.registry import Registry
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -112,6 +113,7 @@ def test_model_folder_naming_an_unregistered_prior_is_refused(example: dict[str,
     shutil.copytree(example["_dir"], folder)
     doc = json.loads((folder / "config.json").read_text())
     doc["model"]["prior"] = "student_t"
+    doc["config_blake2b"] = document_digest(doc, "config_blake2b")  # a re-sealed config: the name check must hold
     (folder / "config.json").write_text(json.dumps(doc))
     with pytest.raises(CheckpointError) as e:
         load_model(folder)

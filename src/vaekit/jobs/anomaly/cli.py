@@ -17,6 +17,7 @@ from vaekit.files import (
 )
 from vaekit.jobs.anomaly.detector import VAEAnomalyDetector
 from vaekit.jobs.anomaly.files import load_detector, score_file
+from vaekit.jobs.anomaly.folder import CLI_FILE
 from vaekit.options import (
     KIND_OPTIONS,
     MAX_K,
@@ -32,7 +33,7 @@ from vaekit.plots import save_histogram
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Anomaly detection on tables: fit a detector, score new rows.")
-IGNORE_FILE = "cli.json"
+IGNORE_FILE = CLI_FILE
 OPTIONS = dict(allow_missing="--allow-missing", column_kinds=KIND_OPTIONS, unknown_category="--unknown",
                missing_score="--missing-score", score_type="--score", column_transform="--transform",
                n_models="--n-models", max_steps="--max-steps", latent_dim="--latent-dim", hidden="--hidden",
@@ -88,8 +89,9 @@ def anomaly_fit(
     with cli_wording(train, **OPTIONS):
         det.fit(df)
     retire_artifacts(replaced)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / IGNORE_FILE, json.dumps({"ignore": drop}))  # before detector.json, which seals it
     det.save(out)
-    atomic_write_text(out / IGNORE_FILE, json.dumps({"ignore": drop}))
     save_histogram(out / "train_scores.png", {"training": det.decision_scores_}, det.threshold_,
                    title=f"training scores ({score}); {int(det.labels_.sum())} of {len(df)} above the threshold")
     kinds_txt = ", ".join(f"{c.name}:{c.kind}" for c in det.schema_.columns) if det.schema_ is not None else ""

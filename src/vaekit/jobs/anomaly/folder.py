@@ -33,6 +33,7 @@ from vaekit.files import (
     seal_document,
 )
 
+CLI_FILE = "cli.json"  # `vaekit anomaly fit`'s settings (columns to ignore), written before detector.json
 FORMAT, VERSION = "vaekit-anomaly", 2  # 2: files_blake2b + config_blake2b in detector.json
 DETECTOR_FILE, SCHEMA_FILE, SCORES_FILE = "detector.json", "schema.json", "train_scores.safetensors"
 MAX_MEMBERS = 100  # ensemble members one detector folder may list
@@ -65,7 +66,8 @@ def save_detector(det: Any, directory: str | os.PathLike[str]) -> Path:
            "seeds": det._seeds, "input": det._input, "columns": det.columns_, "n_features_in": det.n_features_in_,
            "feature_names_in": None if names is None else [str(n) for n in names], "members": members,
            "n_train": int(len(det.decision_scores_)), "train_outlier_fraction": float(det.labels_.mean())}
-    doc = seal_document(doc, d, _sealed_files(det.schema_ is not None, members))
+    sealed = _sealed_files(det.schema_ is not None, members) + [CLI_FILE] * (d / CLI_FILE).is_file()
+    doc = seal_document(doc, d, sealed)
     atomic_write_text(d / DETECTOR_FILE, json.dumps(doc, indent=2))
     return d
 
@@ -114,7 +116,9 @@ def load_detector(directory: str | os.PathLike[str], cls: type) -> Any:
         raise CheckpointError(f"{path}: {len(members)} member model(s) but {len(det._seeds)} seed(s) "
                               f"(1..{MAX_MEMBERS} members allowed)")
     dirs = [_member_dir(d, m, path) for m in members]
-    check_file_seals(doc, d, _sealed_files(bool(det._mixed), members), path)
+    listed = doc.get("files_blake2b") if isinstance(doc.get("files_blake2b"), dict) else {}
+    cli = CLI_FILE in listed or (d / CLI_FILE).exists()  # the CLI's settings file, when there is one, is sealed too
+    check_file_seals(doc, d, _sealed_files(bool(det._mixed), members) + [CLI_FILE] * cli, path)
     try:
         det.schema_ = TabularSchema.load(d / SCHEMA_FILE) if det._mixed else None
     except DataError as e:

@@ -355,6 +355,16 @@ def check_document_seal(doc: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: does not match its checksum ({SEAL_FIELD}): the file was edited or damaged")
 
 
+
+def read_sealed_document(folder: Path, name: str, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """The top-level document ``folder/name`` of a vaekit folder: present, of ``fmt``/``version``, its seal intact."""
+    path = folder / name
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no {what} here ({name} not found)")
+    doc = read_versioned_json(path, fmt, version, what)
+    check_document_seal(doc, path)
+    return doc
+
 def check_file_seals(doc: dict[str, Any], folder: Path, names: Iterable[str], path: Path) -> None:
     """The document's ``files_blake2b`` must list exactly ``names`` (the files the loader will read), each with the
     digest of that file's bytes; else a one-line CheckpointError naming the file."""

@@ -26,10 +26,9 @@ from vaekit.errors import CheckpointError, DataError, VaekitError
 from vaekit.files import (
     atomic_write_bytes,
     atomic_write_text,
-    check_document_seal,
     check_file_seals,
+    read_sealed_document,
     read_tensors,
-    read_versioned_json,
     seal_document,
 )
 
@@ -94,14 +93,10 @@ def load_detector(directory: str | os.PathLike[str], cls: type) -> Any:
     """Read a detector folder into a new ``cls`` instance (checked: format, version, members, scores)."""
     d = Path(directory)
     path = d / DETECTOR_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{d}: no anomaly detector here ({DETECTOR_FILE} not found)")
-    doc = read_versioned_json(path, FORMAT, VERSION, "anomaly detector")
-    check_document_seal(doc, path)
+    doc = read_sealed_document(d, DETECTOR_FILE, FORMAT, VERSION, "anomaly detector")
     try:
         params = dict(doc["params"])
         params["hidden"] = tuple(params["hidden"])
-        params.setdefault("missing_score", "observed")  # folders written before missing_score keep their scores
         det = cls(**params)
         det._seeds, det._input = [int(s) for s in doc["seeds"]], str(doc["input"])
         det.threshold_, det.columns_ = float(doc["threshold"]), list(doc["columns"])

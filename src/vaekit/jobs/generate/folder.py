@@ -26,10 +26,9 @@ from vaekit.errors import CheckpointError, DataError
 from vaekit.files import (
     atomic_write_bytes,
     atomic_write_text,
-    check_document_seal,
     check_file_seals,
+    read_sealed_document,
     read_tensors,
-    read_versioned_json,
     seal_document,
 )
 
@@ -72,10 +71,7 @@ def load_generator(directory: str | os.PathLike[str], cls: type) -> Any:
     """Read a generator folder into a new ``cls`` instance (format, version and model checked)."""
     d = Path(directory)
     path = d / GEN_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{d}: no tabular generator here ({GEN_FILE} not found)")
-    doc = read_versioned_json(path, FORMAT, VERSION, "tabular generator")
-    check_document_seal(doc, path)
+    doc = read_sealed_document(d, GEN_FILE, FORMAT, VERSION, "tabular generator")
     try:
         params = dict(doc["params"])
         params["hidden"] = tuple(params["hidden"])

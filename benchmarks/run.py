@@ -35,8 +35,19 @@ PLAN: dict[str, tuple[float, list[str]]] = {
                             str(RUNS / "cli_recipe"), "--time-limit", "30", "--seed", "0", "--no-progress"]),
     "cli_recipe_eval": (4, [*VK, "eval", str(RUNS / "cli_recipe"), "--data", str(DATA / "binarized_mnist.npz"),
                             "--k", "5000", "--json", "--precision", "bf16"]),
+    "zoo": (1010, [PY, str(HERE / "zoo.py"), "--minutes", "120", "--out", "benchmarks/results/zoo"]),  # 8 models
     "anomaly_adbench": (60, [PY, str(HERE / "anomaly_adbench.py"), "--out", "benchmarks/results/anomaly"]),
     "anomaly_throughput": (20, [PY, str(HERE / "anomaly_throughput.py"), "--out", "benchmarks/results/anomaly"]),
+    # the four added baselines on the 11 development sets (the other methods' runs come from adbench.json)
+    "anomaly_newbaselines": (3, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", "dev", "--methods",
+                                 "LOF,HBOS,CBLOF,MCD", "--threads", "1", "--tag", "adbench_newbaselines", "--merge",
+                                 "benchmarks/results/anomaly/adbench.json", "--out", "benchmarks/results/anomaly"]),
+    # held-out sets (benchmarks/anomaly_heldout_sets.py; never used to choose defaults), all 12 methods
+    "anomaly_heldout": (12, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", "heldout", "--threads", "1",
+                             "--tag", "adbench_heldout", "--out", "benchmarks/results/anomaly"]),
+    "anomaly_heldout_semi": (12, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", "heldout", "--setting", "semi",
+                                  "--threads", "1", "--tag", "adbench_heldout_semi", "--out",
+                                  "benchmarks/results/anomaly"]),
     "impute_uci": (120, [PY, str(HERE / "impute_uci.py"), "--out", "benchmarks/results/impute"]),
     "train_bits_bin": (36, [*VK, "train", "--data", str(DATA / "binarized_mnist.npz"), "--out", str(RUNS / "bits_bin"),
                             "--hidden", "500,500", "--latent-dim", "40", "--objective", "elbo", "--warmup", "10",
@@ -58,8 +69,12 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "hostile_inputs": (2, [PY, str(HERE / "hostile_inputs.py")]),
     "fuzz_folders": (3, [PY, str(HERE / "fuzz_folders.py"), "--cases", "10000", "--out",
                          "benchmarks/results/hostile/fuzz_folders.json"]),
+    "ddp_throughput": (10, [PY, str(HERE / "ddp_throughput.py")]),
+    "stream_memory": (3, [PY, str(HERE / "stream_memory.py")]),
     "fuzz_explorer": (2, [PY, str(HERE / "fuzz_explorer.py"), "--cases", "15000", "--out",
                           "benchmarks/results/hostile/fuzz_explorer.json"]),
+    "dask_scale": (8, [PY, str(HERE / "dask_scale.py"), "--out", "benchmarks/results/scale/dask.json"]),
+    "serve_load": (3, [PY, str(HERE / "serve_load.py"), "--out", "benchmarks/results/deploy/serve_load.json"]),
 }
 
 

@@ -130,3 +130,4 @@ def test_scores_combine_with_other_detectors_like_pyod_combination(data):
     except ImportError:
         return
     assert np.allclose(average(train_n), train_n.mean(1)) and aom(train_n, n_buckets=2).shape == (len(X),)
+

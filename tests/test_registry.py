@@ -35,7 +35,7 @@ def _readme_example() -> str:
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the README example once (it registers "mog"), in a scratch folder → its namespace."""
+    """Run the README example once (it registers "unit_mixture"), in a scratch folder → its namespace."""
     cwd = Path.cwd()
     work = tmp_path_factory.mktemp("readme_prior")
     torch.manual_seed(0)
@@ -45,14 +45,14 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         exec(compile(_readme_example(), str(README), "exec"), ns)
     finally:
         os.chdir(cwd)
-    ns["_dir"] = work / "runs" / "mog"
+    ns["_dir"] = work / "runs" / "unit_mixture"
     return ns
 
 
 def test_registries_list_the_shipped_components() -> None:
     assert LIKELIHOODS.names()[:6] == ("bernoulli", "gaussian", "gaussian_learned", "logistic", "categorical", "mixed")
-    assert PRIORS.names()[0] == "standard_normal"
-    assert ENCODERS.names()[:2] == ("mlp", "conv") and DECODERS.names()[:2] == ("mlp", "conv")
+    assert PRIORS.names()[:3] == ("standard_normal", "mog", "vampprior")
+    assert ENCODERS.names()[:3] == ("mlp", "conv", "resnet") and DECODERS.names()[:3] == ("mlp", "conv", "resnet")
     assert set(ACTIVATIONS.names()) >= {"tanh", "relu", "elu", "gelu", "softplus", "silu"}
     assert OBJECTIVES.names()[:2] == ("elbo", "iwae")
     for name in LIKELIHOODS.names():
@@ -65,7 +65,7 @@ def test_unknown_names_are_refused_with_the_known_ones() -> None:
     msg = str(e.value)
     assert "\n" not in msg and "likelihood 'nope'" in msg
     assert all(repr(n) in msg for n in LIKELIHOODS.names())
-    for kw, kind in ((dict(arch="resnet"), "arch"), (dict(activation="swish7"), "activation"),
+    for kw, kind in ((dict(arch="transformer"), "arch"), (dict(activation="swish7"), "activation"),
                      (dict(prior="student_t"), "prior")):
         with pytest.raises(VaekitError, match=rf"^{kind} '.*' is not one of \[.*\]$"):
             ModelConfig(**kw)
@@ -95,8 +95,8 @@ def test_registry_refuses_a_second_component_under_a_taken_name() -> None:
 
 def test_readme_prior_trains_and_round_trips(example: dict[str, Any]) -> None:
     model, again = example["model"], example["again"]
-    assert "mog" in PRIORS and issubclass(example["MixtureOfGaussians"], Prior)
-    assert type(model.prior).__name__ == type(again.prior).__name__ == "MixtureOfGaussians"
+    assert "unit_mixture" in PRIORS and issubclass(example["UnitMixture"], Prior)
+    assert type(model.prior).__name__ == type(again.prior).__name__ == "UnitMixture"
     assert (example["_dir"] / "config.json").exists()
     assert torch.equal(again.prior.means, model.prior.means.detach().cpu())
     assert not torch.equal(model.prior.means.detach().cpu(), torch.zeros_like(again.prior.means))
@@ -118,4 +118,4 @@ def test_model_folder_naming_an_unregistered_prior_is_refused(example: dict[str,
     with pytest.raises(CheckpointError) as e:
         load_model(folder)
     msg = str(e.value)
-    assert "\n" not in msg and "prior 'student_t' is not one of ['standard_normal', 'mog']" in msg
+    assert "\n" not in msg and "prior 'student_t' is not one of ['standard_normal', 'mog', 'vampprior'" in msg

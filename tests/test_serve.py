@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,44 @@ def test_explore_warns_when_the_page_is_reachable_from_the_network(monkeypatch, 
     code, _, err = run_cli(capsys, "explore", "some-model")
     assert code == 0 and err == "" and [c[2] for c in calls] == ["0.0.0.0", "127.0.0.1"]
     assert {"localhost", "127.0.0.1", "[::1]"} <= allowed_hosts("0.0.0.0")
+
+
+def test_thumbnails_are_paged_and_bounded():
+    from vaekit.jobs.explore.server import MAX_THUMBNAILS
+
+    c = _client()
+    j = c.get("/api/thumbnails?start=1&count=3").json()
+    assert j["start"] == 1 and j["total"] == 5 and len(j["images"]) == 3 and j["labels"] is None
+    assert all(s.startswith("data:image/png;base64,") for s in j["images"]) and len(set(j["images"])) == 3
+    assert len(c.get("/api/thumbnails?start=3&count=48").json()["images"]) == 2  # the last page is short
+    assert c.get("/api/thumbnails?start=5").status_code == 404
+    for q in ("count=0", f"count={MAX_THUMBNAILS + 1}", "start=-1", "start=" + "9" * 30, "count=abc"):
+        assert c.get(f"/api/thumbnails?{q}").status_code == 422, q
+    assert _client(with_examples=False).get("/api/thumbnails").status_code == 404
+
+
+def test_latent_overview_orders_the_sliders_by_kl_and_maps_every_example():
+
+
+    c = _client()
+    j = c.get("/api/latent").json()
+    assert len(j["kl"]) == 3 and all(v >= 0 for v in j["kl"])
+    assert j["order"] == [int(i) for i in np.argsort(-np.asarray(j["kl"]), kind="stable")]
+    assert len(j["map"]["points"]) == 5 and all(len(p) == 2 for p in j["map"]["points"])
+    assert j["map"]["axes"] == ["principal component 1", "principal component 2"]
+    none = _client(with_examples=False).get("/api/latent").json()
+    assert none == {"kl": None, "order": [0, 1, 2], "map": None, "labels": None}
+
+
+def test_overview_falls_back_to_the_two_largest_kl_dimensions():
+    from vaekit.jobs.explore.latent import encode, overview
+
+    torch.manual_seed(0)
+    m = VAE(ModelConfig(input_shape=(1, 6, 6), latent_dim=3, hidden=(16,))).eval()
+    x = torch.rand(2, 36)  # too few examples for PCA
+    o = overview(m, x)
+    z = encode(m, x).numpy()
+    top = o["order"][:2]
+    assert o["map"]["axes"] == [f"z{top[0]}", f"z{top[1]}"]
+    assert np.allclose(o["map"]["points"], z[:, top], atol=1e-4)
+    assert len(overview(m, torch.rand(7, 36), max_points=4)["map"]["points"]) == 4

@@ -1,6 +1,7 @@
 """vaekit: variational autoencoders for generation, compression, anomaly detection, imputation and latent exploration.
 
-Layers, each importing only those before it: errors/registry/files/options → runtime → data → core → jobs → deploy → cli.
+Layers, each importing only those before it: errors/registry/files/options → runtime → data → dask → core → jobs → deploy → cli
+(``vaekit.dask``: batch jobs on Dask, the optional extra ``vaekit[dask]``; imported only when used).
 Core (eager): ``ModelConfig``, ``TrainConfig``, ``VAE``, ``Trainer``, ``evaluate``, ``prepare``, ``save_model``,
 ``load_model``. The jobs' estimators load on first use: ``vaekit.VAEAnomalyDetector``, ``vaekit.VAEImputer``,
 ``vaekit.TabularGenerator``, ``vaekit.TabularSchema``.

@@ -52,17 +52,18 @@ def save_grid(path: str | Path, x: np.ndarray, shape: Sequence[int], ncol: int |
 
 
 def save_curves(path: str | Path, rows: list[dict[str, float]], keys: Sequence[str], title: str = "",
-                xkey: str = "epoch", ylabel: str = "nats") -> Path:
+                xkey: str = "epoch", ylabel: str = "nats", labels: Sequence[str] | None = None) -> Path:
+    """One line per key of ``rows`` against ``xkey``; ``labels`` (same order as ``keys``) name them in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for k in keys:
+    for k, name in zip(keys, labels or keys):
         pts = [(r[xkey], r[k]) for r in rows if k in r and r[k] == r[k]]
         if pts:
-            ax.plot(*zip(*pts), label=k)
+            ax.plot(*zip(*pts), label=name)
     ax.set_xlabel(xkey)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

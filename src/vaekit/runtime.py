@@ -10,6 +10,7 @@ large ones get the cores the load average says are idle).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import random
@@ -164,3 +165,119 @@ def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     """A private seeded generator on ``device`` (does not touch the global RNG)."""
     dev = device if isinstance(device, torch.device) else torch.device(device)
     return torch.Generator(device=dev).manual_seed(check_seed(seed))
+
+
+# --- distributed (torchrun) ------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class World:
+    """This process's place in a ``torchrun`` job: rank, world size and local rank (1 process: 0, 1, 0)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 writes files, prints and draws progress bars."""
+        return self.rank == 0
+
+
+def _env_world() -> World:
+    def num(name: str, default: int) -> int:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            return default
+        if not raw.isdigit():
+            raise VaekitError(f"environment variable {name}={raw!r} is not a whole number (set by torchrun)")
+        return int(raw)
+
+    w = World(num("RANK", 0), num("WORLD_SIZE", 1), num("LOCAL_RANK", 0))
+    if w.size < 1 or not 0 <= w.rank < w.size:
+        raise VaekitError(f"RANK={w.rank} and WORLD_SIZE={w.size} do not fit together (set by torchrun)")
+    return w
+
+
+def world() -> World:
+    """The current job: the process group if one is initialised, else what torchrun's environment says."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size(), _env_world().local_rank)
+    return _env_world()
+
+
+def init_distributed(device: str | torch.device = "auto") -> World:
+    """Join the ``torchrun`` process group (gloo on CPU, NCCL on CUDA) when WORLD_SIZE > 1; idempotent; a no-op for
+    one process. Under torchrun ``device='auto'``/``'cuda'`` means this process's GPU, ``cuda:LOCAL_RANK``."""
+    import torch.distributed as dist
+
+    w = _env_world()
+    if w.size == 1 or (dist.is_available() and dist.is_initialized()):
+        return world()
+    if not dist.is_available():
+        raise VaekitError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(w.local_rank)
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return world()
+
+
+def distributed_device(device: str | torch.device = "auto") -> torch.device:
+    """:func:`resolve_device`, with each torchrun process on its own GPU (``cuda:LOCAL_RANK``)."""
+    dev = resolve_device(device)
+    w = _env_world()
+    if dev.type == "cuda" and w.size > 1 and dev.index is None:
+        return torch.device("cuda", w.local_rank)
+    return dev
+
+
+def on_main(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` on rank 0 only and hand its result — or its :class:`VaekitError` — to every rank, so all ranks
+    return or raise together (one process: just ``fn(...)``)."""
+    import torch.distributed as dist
+
+    w = world()
+    if w.size == 1 or not dist.is_initialized():
+        return fn(*args, **kwargs)
+    box: list[Any] = [None]
+    if w.main:
+        try:
+            box[0] = ("ok", fn(*args, **kwargs))
+        except VaekitError as e:
+            box[0] = ("error", type(e).__name__, str(e))
+    dist.broadcast_object_list(box, src=0)
+    if box[0][0] == "error":
+        from vaekit import errors
+
+        raise getattr(errors, box[0][1], VaekitError)(box[0][2])
+    return box[0][1]
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op for one process)."""
+    import torch.distributed as dist
+
+    if world().size > 1 and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """Sum or max of ``t`` over the ranks, in place (unchanged for one process)."""
+    import torch.distributed as dist
+
+    if world().size > 1 and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return t
+
+
+def all_gather(t: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's tensor ``t`` (same shape and dtype on all ranks), in rank order (``[t]`` for one process)."""
+    import torch.distributed as dist
+
+    w = world()
+    if w.size == 1 or not dist.is_initialized():
+        return [t]
+    out = [torch.empty_like(t) for _ in range(w.size)]
+    dist.all_gather(out, t.contiguous())
+    return out

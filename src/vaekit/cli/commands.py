@@ -12,6 +12,7 @@ from vaekit.cli.demo import run_demo
 from vaekit.core import workflows
 from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.errors import VaekitError
+from vaekit.runtime import world
 from vaekit.options import (
     MAX_SAMPLES,
     count_option,
@@ -44,11 +45,20 @@ def train(
                                    "another vaekit artifact or other files (see README, 'Command line')."),
     likelihood: str = typer.Option(_M.likelihood, help="bernoulli | gaussian | gaussian_learned | logistic | categorical."),
     n_categories: int = typer.Option(_M.n_categories, help="Categories per dimension (categorical likelihood)."),
-    arch: str = typer.Option(_M.arch, help="mlp | conv."),
+    arch: str = typer.Option(_M.arch, help="mlp | conv | resnet."),
     latent_dim: int = typer.Option(_M.latent_dim, "--latent-dim", help="Latent dimensions."),
     hidden: str = typer.Option(_csv(_M.hidden), help="Hidden layer sizes, comma-separated."),
     channels: str = typer.Option(_csv(_M.channels), help="Conv channels per stride-2 layer (arch conv)."),
     activation: str = typer.Option(_M.activation, help="tanh | relu | elu | gelu | softplus | silu."),
+    prior: str = typer.Option(_M.prior, help="standard_normal | mog | vampprior: p(z) (of the top layer when "
+                              "--stochastic-layers > 1)."),
+    prior_components: int = typer.Option(_M.prior_components, "--prior-components",
+                                         help="mog: components; vampprior: pseudo-inputs (0 = 10 / 500)."),
+    stochastic_layers: int = typer.Option(_M.stochastic_layers, "--stochastic-layers",
+                                          help="Stochastic layers (> 1: hierarchical VAE with top-down inference, "
+                                          "--latent-dim each)."),
+    posterior: str = typer.Option(_M.posterior, help="gaussian | iaf (inverse autoregressive flow)."),
+    flow_steps: int = typer.Option(_M.flow_steps, "--flow-steps", help="IAF steps (--posterior iaf)."),
     objective: str = typer.Option(_T.objective, help="elbo | iwae."),
     k: int = typer.Option(_T.iwae_k, "--k", help="Importance samples for the IWAE objective."),
     beta: float = typer.Option(_T.beta, help="KL weight β (β-VAE)."),
@@ -67,21 +77,28 @@ def train(
     device: str = device_option(),
     threads: int = threads_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    stream: bool = typer.Option(False, "--stream", help="Leave the training rows on disk and read them per batch "
+                                "(.npy, CSV, Parquet, image folder): memory bounded by the batch, for data larger "
+                                "than RAM. Validation: a seeded 10% (at most 10,000 rows) in memory."),
 ) -> None:
     """Train a VAE (default: the measured best recipe, IWAE k=10 + KL warm-up + cosine + bf16 where native); the best
     model by the validation bound is written to OUT/model. Same seed, same bytes; --resume after any stop gives
     the uninterrupted result."""
     mcfg = ModelConfig(latent_dim=latent_dim, arch=arch, hidden=ints(hidden, "hidden"),
                        channels=ints(channels, "channels"), activation=activation, likelihood=likelihood,
-                       n_categories=n_categories, input_shape=(1, 8, 8) if arch == "conv" else (1,))
+                       n_categories=n_categories, input_shape=(1, 8, 8) if arch in ("conv", "resnet") else (1,),
+                       prior=prior, prior_components=prior_components, stochastic_layers=stochastic_layers,
+                       posterior=posterior, flow_steps=flow_steps)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                        schedule=schedule, objective=objective, iwae_k=k, beta=beta, warmup_epochs=warmup,
                        free_bits=free_bits, binarize=binarize, precision=precision, early_stopping=early_stopping,
                        time_limit_min=time_limit, fit_schedule_to_time=fit_schedule, seed=seed, device=device,
                        num_threads=threads)
     model, hist = workflows.train(data, out, mcfg, tcfg, resume=resume, progress=progress, conditional=conditional,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, stream=stream)
     last = hist.epochs[-1] if hist.epochs else {}
+    if not world().main:  # under torchrun rank 0 reports
+        return
     typer.echo(f"trained {len(hist.epochs)} epoch(s), stopped by {hist.stopped}; best epoch {hist.best_epoch + 1}; "
                f"val ELBO {last.get('val_elbo', float('nan')):.3f}; model in {out / 'model'}")
 
@@ -100,12 +117,15 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     device: str = device_option(),
     threads: int = threads_option(),
+    stream: bool = typer.Option(False, "--stream", help="Read the rows from disk batch by batch (.npy, CSV, Parquet, "
+                                "image folder) instead of loading the file: memory bounded by the batch."),
 ) -> None:
     """Importance-sampled NLL, ELBO, KL, bits/dim and active units of a trained model."""
     if precision not in ("auto", "fp32", "bf16"):
         raise VaekitError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     res = workflows.evaluate_file(model_dir, data, split, k, batch_size, precision, seed, limit,
-                                  progress=not as_json and sys.stderr.isatty(), device=device, threads=threads)
+                                  progress=not as_json and sys.stderr.isatty(), device=device, threads=threads,
+                                  stream=stream)
     if as_json:
         typer.echo(json.dumps(res))
     else:
@@ -148,8 +168,10 @@ def demo(
     epochs: int = typer.Option(200, help="Training epochs."),
     seed: int = typer.Option(0),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out that is not empty and holds no "
+                                   "earlier report (its other files are kept; same-named ones are replaced)."),
 ) -> None:
     """Train a small VAE on scikit-learn's digits (offline) and write an HTML report."""
 
-    index = run_demo(out, epochs=epochs, seed=seed, progress=progress)
+    index = run_demo(out, epochs=epochs, seed=seed, progress=progress, overwrite=overwrite)
     typer.echo(f"report: {index}")

@@ -8,8 +8,11 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
+from vaekit.core.flows import POSTERIORS
 from vaekit.core.likelihoods import LIKELIHOODS
 from vaekit.core.nn.blocks import ACTIVATIONS, DECODERS, ENCODERS
+from vaekit.core.nn.ladder import ladder_parameter_count
+from vaekit.core.nn.resnet import resnet_parameter_count
 from vaekit.core.objectives import OBJECTIVES
 from vaekit.core.priors import PRIORS
 from vaekit.errors import VaekitError
@@ -40,6 +43,8 @@ MAX_PARAMETERS = 50_000_000  # weights a ModelConfig may describe (≈ 200 MB in
 MAX_SIZE = 1 << 24  # any one size: input dimension, layer width, channels, latent_dim, n_conditions, n_categories
 MAX_LAYERS = 64  # entries of hidden / channels
 MAX_LOGVAR = 50.0  # |logvar_min|, |logvar_max|, |obs_logvar_min| (exp(±25) is still finite in float32)
+MAX_STOCHASTIC_LAYERS = 16
+MAX_COMPONENTS = 100_000  # mixture components / VampPrior pseudo-inputs
 
 
 def _show(value: Any) -> str:
@@ -89,7 +94,7 @@ def parameter_estimate(cfg: "ModelConfig") -> tuple[int, str]:
     D, C, L = math.prod(cfg.input_shape), cfg.n_conditions, cfg.latent_dim
     P = max(2, cfg.n_categories)
     terms: list[tuple[int, str]] = []
-    if cfg.arch == "conv" and len(cfg.input_shape) == 3 and cfg.channels:
+    if cfg.arch in ("conv", "resnet") and len(cfg.input_shape) == 3 and cfg.channels:
         c, h, w = cfg.input_shape
         hid = cfg.hidden[-1] if cfg.hidden else 256
         for i, ch in enumerate(cfg.channels):
@@ -115,8 +120,31 @@ def parameter_estimate(cfg: "ModelConfig") -> tuple[int, str]:
         for layers in (enc, dec):
             for (a, na), (b, nb) in zip(layers[:-1], layers[1:]):
                 terms.append(((a + 1) * b, f"{na} → {nb}"))
+    terms += _zoo_terms(cfg, P)
     where = max(terms)[1]
     return sum(t for t, _ in terms), where
+
+
+def _zoo_terms(cfg: "ModelConfig", P: int) -> list[tuple[int, str]]:
+    """Weights of the model-zoo parts: residual blocks, mixture / VampPrior components, IAF steps, ladder layers."""
+    width = cfg.hidden[-1] if cfg.hidden else (256 if cfg.arch in ("conv", "resnet") else cfg.data_dim + cfg.n_conditions)
+    terms = []
+    if cfg.arch == "resnet":
+        terms.append((resnet_parameter_count(cfg, P), "channels × resnet_blocks (residual blocks)"))
+    if isinstance(cfg.prior, str) and cfg.prior in PRIORS:
+        terms.append((PRIORS.get(cfg.prior).parameter_count(cfg), "prior_components (prior)"))
+    if isinstance(cfg.posterior, str) and cfg.posterior in POSTERIORS:
+        terms.append((POSTERIORS.get(cfg.posterior).parameter_count(cfg, width), "flow_steps × flow_hidden (IAF)"))
+    if cfg.stochastic_layers > 1:
+        terms.append((ladder_parameter_count(cfg.stochastic_layers, cfg.latent_dim, width),
+                      "stochastic_layers × hidden[-1] (ladder)"))
+    return terms
+
+
+# fields of the model zoo, left out of ``to_dict`` at these defaults: the config.json (and so the checksums and
+# compression fingerprints) of every model made before the zoo stays byte for byte what it was
+ZOO_DEFAULTS: dict[str, Any] = {"stochastic_layers": 1, "posterior": "gaussian", "prior_components": 0,
+                                "flow_steps": 2, "flow_hidden": 0, "resnet_blocks": 1}
 
 
 @dataclass
@@ -140,6 +168,13 @@ class ModelConfig:
     obs_variance: str = "decoder"  # gaussian_learned / mixed: log σ² from the decoder, or one free "column" parameter
     column_kinds: tuple[str, ...] = ()  # likelihood "mixed": continuous | binary | categorical per column
     column_sizes: tuple[int, ...] = ()  # likelihood "mixed": categories per categorical column, 1 otherwise
+    # model zoo (README "Model zoo"): at these defaults, the single-layer Gaussian VAE of before
+    stochastic_layers: int = 1  # > 1: hierarchical VAE with top-down inference, latent_dim dimensions per layer
+    posterior: str = "gaussian"  # gaussian | iaf (inverse autoregressive flow on the Gaussian draw)
+    prior_components: int = 0  # mog / vampprior: components / pseudo-inputs K (0 = 10 for mog, 500 for vampprior)
+    flow_steps: int = 2  # iaf: autoregressive steps
+    flow_hidden: int = 0  # iaf: MADE width (0 = 4·latent_dim)
+    resnet_blocks: int = 1  # arch resnet: residual blocks per resolution
 
     def __post_init__(self) -> None:
         self._check_sizes()  # numbers first: integer/finite types, ranges, then the parameter budget
@@ -149,6 +184,7 @@ class ModelConfig:
         ENCODERS.check(self.arch)
         DECODERS.check(self.arch)
         PRIORS.check(self.prior)
+        POSTERIORS.check(self.posterior)
         ACTIVATIONS.check(self.activation)
         if self.obs_variance not in OBS_VARIANCES:
             raise VaekitError(f"obs_variance {self.obs_variance!r} is not one of {list(OBS_VARIANCES)}")
@@ -159,6 +195,8 @@ class ModelConfig:
         # component-specific rules live with the components (e.g. categorical's n_categories, mixed's columns)
         LIKELIHOODS.get(self.likelihood).check_config(self)
         ENCODERS.get(self.arch).check_config(self)
+        PRIORS.get(self.prior).check_config(self)
+        POSTERIORS.get(self.posterior).check_config(self)
 
     def _check_sizes(self) -> None:
         """Sizes from an untrusted config.json: integers (no floats/bools) in range, finite floats, and at most
@@ -172,6 +210,11 @@ class ModelConfig:
         self.latent_dim = _int(self.latent_dim, "latent_dim")
         self.n_categories = _int(self.n_categories, "n_categories", lo=0)
         self.n_conditions = _int(self.n_conditions, "n_conditions", lo=0)
+        self.stochastic_layers = _int(self.stochastic_layers, "stochastic_layers", hi=MAX_STOCHASTIC_LAYERS)
+        self.prior_components = _int(self.prior_components, "prior_components", lo=0, hi=MAX_COMPONENTS)
+        self.flow_steps = _int(self.flow_steps, "flow_steps", lo=0, hi=MAX_LAYERS)
+        self.flow_hidden = _int(self.flow_hidden, "flow_hidden", lo=0)
+        self.resnet_blocks = _int(self.resnet_blocks, "resnet_blocks", lo=0, hi=16)
         for name, lo, hi in (("gaussian_sigma", 0.0, 1e6), ("logvar_min", -MAX_LOGVAR, MAX_LOGVAR),
                              ("logvar_max", -MAX_LOGVAR, MAX_LOGVAR), ("obs_logvar_min", -MAX_LOGVAR, MAX_LOGVAR)):
             setattr(self, name, _float(getattr(self, name), name, lo, hi, open_lo=name == "gaussian_sigma"))
@@ -190,7 +233,12 @@ class ModelConfig:
         return n
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields, less the model-zoo ones at their defaults (``ZOO_DEFAULTS``)."""
+        d = asdict(self)
+        for name, default in ZOO_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -229,6 +277,10 @@ class TrainConfig:
     val_every: int = 1
     log_every: int = 50
     num_threads: int = 0  # 0 = automatic (OMP_NUM_THREADS, else 1 for small models, all cores for large ones)
+    max_steps: int = 0  # a step budget instead of epochs (0 = epochs); 'cosine' then decays per step over it
+    steps_per_round: int = 0  # bookkeeping (validation, keep-best, patience, checkpoint) every N steps; 0 = per epoch
+    drop_last: bool = False  # skip the last, smaller batch of each pass
+    keep_best: bool = True  # end with the weights of the best round (validation metric, else training loss)
 
     def __post_init__(self) -> None:
         checks = {
@@ -246,6 +298,8 @@ class TrainConfig:
             raise VaekitError(f"num_threads must be >= 0 (0 = automatic), got {self.num_threads}")
         if self.epochs < 0 or self.batch_size < 1 or self.iwae_k < 1:
             raise VaekitError("epochs >= 0, batch_size >= 1 and iwae_k >= 1 are required")
+        if self.max_steps < 0 or self.steps_per_round < 0 or self.val_every < 1:
+            raise VaekitError("max_steps >= 0, steps_per_round >= 0 (0 = off) and val_every >= 1 are required")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise VaekitError(f"lr must be a finite number > 0, got {self.lr}")
         for name in ("weight_decay", "beta", "warmup_epochs", "free_bits", "time_limit_min", "grad_clip",

@@ -4,6 +4,10 @@
 IS-NLL: −log (1/k) Σ_l w_l (Burda et al. 2015). SNIS: E[f | x_obs] ≈ Σ_l w̄_l f(z_l), w̄ = softmax(log w).
 SIR: draws with l* ~ Categorical(w̄) (Mattei & Frellsen 2019). log q is computed from ε directly (exact, cheaper).
 Used by evaluation, the anomaly scores, imputation and inpainting.
+
+Every model feeds :func:`log_weights` through its ``posterior_state`` (once per batch) and ``draw_latents``
+(z, log p(z), log q(z|x) for a block of ε): the Gaussian VAE, mixture and VampPrior priors, IAF posteriors
+(log q less the flow's log-determinant) and hierarchical models (all layers drawn top-down).
 """
 from __future__ import annotations
 
@@ -14,13 +18,11 @@ from typing import Callable
 import torch
 
 from vaekit.core.model import VAE
+from vaekit.core.priors import gaussian_log_q
 from vaekit.errors import VaekitError
 from vaekit.runtime import autocast
 
-
-def gaussian_log_q(eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log q(z|x) at z = μ + σ·ε, from ε: −½ Σ_d (ε_d² + log σ_d² + log 2π)."""
-    return -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+__all__ = ["gaussian_log_q", "log_mean_exp", "log_weights", "shared_eps", "snis", "sir", "effective_sample_size"]
 
 
 def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -71,26 +73,24 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, c: torch.Tensor | None = No
     """log w_i = log p(x|z_i) + log p(z_i) − log q(z_i|x) for k draws → (log_w (k, N), log_px (k, N), kl (N,))."""
     model.eval()
     with autocast(precision, x.device):
-        mu, logvar = model.encode(x, c)
-    mu, logvar = mu.float(), logvar.float()
-    std = torch.exp(0.5 * logvar)
+        state = model.posterior_state(x, c)
+    state = state.float()
+    mu, logvar = state.mu, state.logvar
     kc = _chunk_sizes(len(x), model.config.data_dim, model.likelihood.n_params, k, memory_mb)
     logpx = _logpx_fn(model, precision, compile)
     lw, lpx = [], []
     done = 0
     while done < k:
         m = min(kc, k - done)
-        eps = torch.randn((m, *mu.shape), generator=generator,
+        eps = torch.randn((m, len(x), model.noise_dim), generator=generator,
                           device=generator.device if generator is not None else mu.device).to(mu.device)
-        z = mu + std * eps
+        # z and log p(z), log q(z|x) with q's quadratic term from ε directly (exact, cheaper)
+        z, log_pz, log_qz = model.draw_latents(state, eps)
         log_px = logpx(z, x, c)
-        # log p(z) − log q(z|x) with q's quadratic term from ε directly (exact, cheaper)
-        log_pz = model.prior.log_prob(z)
-        log_qz = gaussian_log_q(eps, logvar)
         lw.append(log_px + log_pz - log_qz)
         lpx.append(log_px)
         done += m
-    kl = model.prior.kl(mu, logvar)
+    kl = model.analytic_kl(mu, logvar)
     kl_n = kl.sum(-1) if kl is not None else -(torch.cat(lw) - torch.cat(lpx)).mean(0)
     return torch.cat(lw), torch.cat(lpx), kl_n
 
@@ -109,7 +109,7 @@ def _rows_per_chunk(model: VAE, chunk: int, memory_mb: float) -> int:
     """Rows per chunk so that ~3 live (chunk, rows, width) float32 tensors fit in ``memory_mb``."""
     cfg = model.config
     width = max(max(cfg.hidden, default=1), model.decoder.n_params * cfg.data_dim)
-    if cfg.arch == "conv":  # the first transposed convolution's output map is the widest activation
+    if cfg.arch in ("conv", "resnet"):  # the first transposed convolution's output map is the widest activation
         _, h, w = cfg.input_shape
         width = max(width, max(cfg.channels, default=1) * math.ceil(h / 2) * math.ceil(w / 2))
     return max(1, int(memory_mb * 2**20 // (3 * chunk * width * 4)))

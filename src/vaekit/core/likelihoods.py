@@ -34,6 +34,7 @@ class Likelihood:
     supports_column_variance: bool = False  # has log-variance outputs that obs_variance="column" can make free
     supports_images: bool = False  # models 8-bit pixels: ``to_uint8`` maps model space back to them
     coding: str | None = None  # lossless coding model of one symbol: "bernoulli" | "categorical" (None: continuous)
+    coding_family: str | None = None  # fixed-point family of bits-back coding: "bernoulli" | "softmax" | "logistic256"
 
     def n_symbols(self) -> int:
         """Alphabet size of one dimension for lossless coding (symbols 0..n_symbols−1)."""
@@ -47,6 +48,12 @@ class Likelihood:
         """Coding distribution of each dimension from decoder parameters (P, D), every parameter first passed
         through ``quantise`` (so encoder and decoder build identical tables): P(x_d = 1) (D,) for "bernoulli",
         P(x_d = s) (D, n_symbols) for "categorical"."""
+        raise VaekitError(f"likelihood {self.name!r} is continuous: bits-back coding needs a discrete likelihood")
+
+    def coding_params(self, params: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Decoder parameters (N, P, D) → the real inputs of ``coding_family``: logits l (N, D) for "bernoulli",
+        logits (N, D, K) for "softmax", (μ, log s) (N, D) each for "logistic256" (the integer tables are built from
+        these by :mod:`vaekit.jobs.compress.fixedpoint`)."""
         raise VaekitError(f"likelihood {self.name!r} is continuous: bits-back coding needs a discrete likelihood")
 
     @classmethod
@@ -137,9 +144,14 @@ class Bernoulli(Likelihood):
     discrete_bits = 1.0
     supports_images = True
     coding = "bernoulli"
+    coding_family = "bernoulli"
 
     def n_symbols(self) -> int:
         return 2
+
+    def coding_params(self, params: np.ndarray) -> tuple[np.ndarray, ...]:
+        """P(x_d = 1) = σ(l_d): the logits."""
+        return (params[:, 0, :],)
 
     def symbol_probs(self, params: torch.Tensor, quantise: Any) -> np.ndarray:
         """P(x_d = 1) = σ(l_d)."""
@@ -277,9 +289,14 @@ class DiscretizedLogistic(Likelihood):
     n_params = 2
     discrete_bits = 8.0
     coding = "categorical"
+    coding_family = "logistic256"
 
     def n_symbols(self) -> int:
         return 256
+
+    def coding_params(self, params: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(μ, max(log s, −7)) of each pixel's logistic, as ``log_prob_dims`` uses them."""
+        return params[:, 0, :], np.maximum(params[:, 1, :], -7.0)
 
     def symbols_to_model(self, s: np.ndarray) -> np.ndarray:
         return s.astype(np.float64) / 127.5 - 1.0
@@ -380,6 +397,12 @@ class Categorical(Likelihood):
 
     def n_symbols(self) -> int:
         return int(self.n_params)
+
+    coding_family = "softmax"
+
+    def coding_params(self, params: np.ndarray) -> tuple[np.ndarray, ...]:
+        """P(x_d = k) = softmax(l_d)_k: logits (N, D, K)."""
+        return (np.swapaxes(params, 1, 2),)
 
     def symbol_probs(self, params: torch.Tensor, quantise: Any) -> np.ndarray:
         """P(x_d = s) = softmax(l_d)_s."""

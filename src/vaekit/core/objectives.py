@@ -3,6 +3,11 @@
 Objectives register under their config name in ``OBJECTIVES``; ``from_options`` builds one from the TrainConfig
 settings (β, warm-up, free bits, k), each objective taking those it uses. ``model`` is a :class:`vaekit.core.model.VAE`
 (duck-typed here, so that the config can import this module without a cycle).
+
+KL terms: closed form where the model has one (``model.analytic_kl``: Gaussian posterior, standard normal prior),
+else the Monte-Carlo log q(z|x) − log p(z) of the draws (``VAEOutput.log_qz`` / ``log_pz``; mixture and VampPrior
+priors, IAF posteriors, hierarchical models). Free bits act on ``model.kl_groups(out)``: per latent dimension where
+q and p factorise (per layer and dimension for hierarchical models), else per layer.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from typing import Any
 
 import torch
 
+from vaekit.core.priors import gaussian_log_q
+from vaekit.errors import VaekitError
 from vaekit.registry import Registry
 
 OBJECTIVES: Registry[type[ELBO]] = Registry("objective")
@@ -35,6 +42,26 @@ def kl_per_dim(model: Any, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tens
     # Monte-Carlo single-sample estimate, spread evenly over dimensions
     total = model.log_q(z, mu, logvar) - model.prior.log_prob(z)
     return (total / mu.shape[-1]).unsqueeze(-1).expand_as(mu)
+
+
+def free_bits_kl(groups: list[tuple[torch.Tensor, int]], free_bits: float) -> torch.Tensor:
+    """Σ_groups Σ_g max(E_batch KL_g, λ·dims_g): each KL term floored at λ nats per dimension it covers."""
+    total = torch.zeros((), device=groups[0][0].device)
+    for values, dims in groups:
+        total = total + values.flatten(0, -2).mean(0).clamp(min=free_bits * dims).sum()
+    return total
+
+
+def free_bits_log_ratio(groups: list[tuple[torch.Tensor, int]], free_bits: float) -> torch.Tensor:
+    """log p(z) − log q(z|x) per draw (…, N), with no gradient through the KL terms whose batch mean is below
+    λ·dims (the IWAE counterpart of max(KL, λ): their value stays in the weights, their pull on q is freed)."""
+    total = None
+    for values, dims in groups:
+        below = values.detach().flatten(0, -2).mean(0) < free_bits * dims
+        term = torch.where(below, values.detach(), values).sum(-1)
+        total = term if total is None else total + term
+    assert total is not None
+    return -total
 
 
 @OBJECTIVES.register("elbo")
@@ -63,12 +90,16 @@ class ELBO:
                  epoch_progress: float = math.inf) -> LossOutput:
         out = model(x, c)
         log_px = model.log_px(out.params, x)
-        kl_d = kl_per_dim(model, out.mu, out.logvar, out.z)
-        kl = kl_d.sum(-1)
-        if self.free_bits > 0:
-            kl_term = kl_d.mean(0).clamp(min=self.free_bits).sum()
-        else:
-            kl_term = kl.mean()
+        kl_d = model.analytic_kl(out.mu, out.logvar)
+        if kl_d is not None:  # closed form per dimension (N, d)
+            kl = kl_d.sum(-1)
+            if self.free_bits > 0:
+                kl_term = kl_d.mean(0).clamp(min=self.free_bits).sum()
+            else:
+                kl_term = kl.mean()
+        else:  # Monte Carlo: log q(z|x) − log p(z) of the draw
+            kl = out.log_qz - out.log_pz
+            kl_term = free_bits_kl(model.kl_groups(out), self.free_bits) if self.free_bits > 0 else kl.mean()
         recon = -log_px.mean()
         loss = recon + self.beta_at(epoch_progress) * kl_term
         return LossOutput(loss, recon.detach(), kl.mean().detach(), (log_px - kl).mean().detach())
@@ -76,28 +107,63 @@ class ELBO:
 
 @OBJECTIVES.register("iwae")
 class IWAE(ELBO):
-    """L_k = E[log (1/k) Σ_i p(x, z_i) / q(z_i|x)], z_i ~ q(z|x) (Burda et al. 2015); warm-up scales log p(z)/q(z|x)."""
+    """L_k = E[log (1/k) Σ_i p(x, z_i) / q(z_i|x)], z_i ~ q(z|x) (Burda et al. 2015); warm-up scales log p(z)/q(z|x);
+    free bits λ > 0 stop the gradient of the KL terms whose batch mean is below λ per dimension."""
 
-    def __init__(self, k: int = 5, beta: float = 1.0, warmup: float = 0.0) -> None:
-        super().__init__(beta, warmup, 0.0)
+    def __init__(self, k: int = 5, beta: float = 1.0, warmup: float = 0.0, free_bits: float = 0.0) -> None:
+        super().__init__(beta, warmup, free_bits)
         self.k = k
 
     @classmethod
     def from_options(cls, *, beta: float = 1.0, warmup: float = 0.0, free_bits: float = 0.0, k: int = 5) -> ELBO:
-        """The objective for the TrainConfig settings (free bits do not apply to the IWAE bound)."""
-        return cls(k=k, beta=beta, warmup=warmup)
+        """The objective for the TrainConfig settings."""
+        return cls(k=k, beta=beta, warmup=warmup, free_bits=free_bits)
 
     def __call__(self, model: Any, x: torch.Tensor, c: torch.Tensor | None = None,
                  epoch_progress: float = math.inf) -> LossOutput:
         out = model(x, c, k=self.k)
         log_px = model.log_px(out.params, x)  # (k, N)
-        log_ratio = model.prior.log_prob(out.z) - model.log_q(out.z, out.mu, out.logvar)
+        log_ratio = out.log_pz - out.log_qz
+        if self.free_bits > 0:
+            log_ratio = free_bits_log_ratio(model.kl_groups(out), self.free_bits)
         log_w = log_px + self.beta_at(epoch_progress) * log_ratio
         bound = torch.logsumexp(log_w, 0) - math.log(self.k)
-        kl = model.prior.kl(out.mu, out.logvar)
+        kl = model.analytic_kl(out.mu, out.logvar)
         kl_mean = kl.sum(-1).mean() if kl is not None else -log_ratio.mean()
         return LossOutput(-bound.mean(), -log_px.mean().detach(), kl_mean.detach(),
                           (log_px + log_ratio).mean().detach())
+
+
+@OBJECTIVES.register("miwae")
+class MIWAE(IWAE):
+    """L_k = E log (1/k) Σ_i p(x_obs|z_i) p(z_i) / q(z_i|x̃), z_i = μ(x̃) + σ(x̃)·ε_i (Mattei & Frellsen 2019).
+
+    IWAE on the observed entries of incomplete rows (the likelihood leaves out the missing ones; x̃ = zero-filled
+    values + mask bits), log q from ε; the networks run in the caller's autocast, the weights in float32. β, warm-up
+    and free bits do not apply; the posterior is the encoder's Gaussian.
+    """
+
+    def beta_at(self, epoch_progress: float) -> float:
+        return 1.0  # no β, no warm-up
+
+    def __call__(self, model: Any, x: torch.Tensor, c: torch.Tensor | None = None,
+                 epoch_progress: float = math.inf) -> LossOutput:
+        cfg = model.config
+        if cfg.posterior != "gaussian" or cfg.stochastic_layers > 1:
+            raise VaekitError("the miwae objective needs a one-layer VAE with a Gaussian posterior "
+                              f"(got posterior={cfg.posterior!r}, stochastic_layers={cfg.stochastic_layers})")
+        mu, logvar = model.encode(x, c)
+        with torch.autocast(x.device.type, enabled=False):
+            mu, logvar = mu.float(), logvar.float()
+            eps = torch.randn(self.k, *mu.shape, device=mu.device)
+            z = mu + torch.exp(0.5 * logvar) * eps
+        params = model.decode(z, c)
+        with torch.autocast(x.device.type, enabled=False):
+            log_px = model.likelihood.log_prob(params.float(), x)
+            log_pz, log_q = model.prior.log_prob(z), gaussian_log_q(eps, logvar)
+            log_w = log_px + log_pz - log_q
+            loss = -(torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])).mean()
+        return LossOutput(loss, -log_px.mean().detach(), (log_q - log_pz).mean().detach(), log_w.mean().detach())
 
 
 def make_objective(name: str, *, beta: float = 1.0, warmup: float = 0.0, free_bits: float = 0.0,

@@ -117,3 +117,33 @@ def read_table(path: str | os.PathLike[str]) -> Any:
     if twice:
         raise DataError(f"{path}: duplicate column name(s) {twice}; give every column its own name")
     return df
+
+
+def iter_table_chunks(path: str | os.PathLike[str], rows: int = 4096) -> Any:
+    """CSV (``rows`` lines at a time) or Parquet (record batches of ≤ ``rows``, row group by row group) →
+    DataFrames, for tables too large to read at once; the same checks as :func:`read_table`."""
+    path = Path(path)
+    check_is_file(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: tables must be .csv or .parquet")
+    try:
+        if suffix == ".csv":
+            check_header(path)
+            with pd.read_csv(path, chunksize=rows) as reader:
+                for df in reader:
+                    yield df
+        else:
+            import pyarrow.parquet as pq
+
+            f = pq.ParquetFile(path)
+            names = f.schema_arrow.names
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise DataError(f"{path}: duplicate column name(s) {twice}; give every column its own name")
+            for batch in f.iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+    except DataError:
+        raise
+    except Exception as e:  # pandas/pyarrow raise many types for malformed files
+        raise DataError(f"{path}: cannot read table ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None

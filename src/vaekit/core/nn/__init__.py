@@ -1,4 +1,4 @@
-"""Encoders and decoders: MLP for vectors, convolutional for images."""
+"""Encoders and decoders: MLP for vectors, convolutional and ResNet for images."""
 from vaekit.core.nn.blocks import (
     ACTIVATIONS,
     DECODERS,
@@ -12,6 +12,7 @@ from vaekit.core.nn.blocks import (
     make_decoder,
     make_encoder,
 )
+from vaekit.core.nn.resnet import ResNetDecoder, ResNetEncoder
 
 __all__ = ["ACTIVATIONS", "ENCODERS", "DECODERS", "Encoder", "Decoder", "MLPEncoder", "MLPDecoder", "ConvEncoder",
-           "ConvDecoder", "make_encoder", "make_decoder"]
+           "ConvDecoder", "ResNetEncoder", "ResNetDecoder", "make_encoder", "make_decoder"]

@@ -114,6 +114,9 @@ def anomaly_score(
     top: int = typer.Option(3, "--top", help="Top contributing columns listed per row."),
     device: str = device_option(),
     threads: int = threads_option(),
+    dask: Optional[str] = typer.Option(None, "--dask", help="Score by partitions on a Dask cluster: a scheduler "
+                                       "address (tcp://host:8786), or 'local' / 'local:N' for a LocalCluster of N "
+                                       "worker processes; same output file (needs vaekit[dask])."),
 ) -> None:
     """Score a table in chunks: anomaly score (higher = more abnormal), label (1 = outlier), top columns."""
 
@@ -128,8 +131,14 @@ def anomaly_score(
     if not isinstance(ignore, list) or not all(isinstance(c, str) for c in ignore):
         raise CheckpointError(f"{cli_file}: 'ignore' must be a list of column names")
     with cli_wording(data, **OPTIONS):
-        res = score_file(det, data, out, chunksize, id_column, top, None if no_plot else (plot or side),
-                         drop=[c for c in ignore if c != id_column])
+        if dask is not None:  # the same file, scored by partitions on the cluster (threads: 1 per task there)
+            from vaekit.jobs.anomaly.on_dask import score_file_dask
+
+            res = score_file_dask(det, data, out, dask, id_column, top, None if no_plot else (plot or side),
+                                  drop=[c for c in ignore if c != id_column])
+        else:
+            res = score_file(det, data, out, chunksize, id_column, top, None if no_plot else (plot or side),
+                             drop=[c for c in ignore if c != id_column])
     typer.echo(f"scored {res['rows']} rows in {res['seconds']:.1f} s ({res['rows_per_second']:.0f} rows/s); "
                f"{res['outliers']} above the threshold {res['threshold']:.4g}; scores in {res['out']}"
                + (f"; histogram {res['plot']}" if res["plot"] else ""))

@@ -405,6 +405,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         with threads(self._threads()):
             return self._score_encoded(x, unseen=unseen)
 
+    def score_details(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (N,), per-column terms (N, C)) in one pass: ``decision_function`` and
+        ``feature_contributions(relative=False)`` together (``shares`` turns the terms into shares)."""
+        return self._details(X)
+
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score per row, higher = more abnormal (PyOD convention)."""
         return self._details(X)[0]

@@ -1,15 +1,21 @@
-"""Lossless bits-back coding with a trained VAE (BB-ANS, Townsend, Bird & Barber 2019).
+"""Lossless bits-back coding with a trained VAE (BB-ANS, Townsend, Bird & Barber 2019), many items in parallel lanes.
 
-Per item x, on an ANS stack: pop z ~ q(z|x) (decode with the posterior), push x with p(x|z), push z with p(z).
-The net cost is −log p(x|z) − log p(z) + log q(z|x), i.e. −ELBO in expectation, plus a small discretization loss.
-Latents are discretized into 2^b buckets per dimension of equal mass under the N(0, 1) prior, so p(z) is
-uniform over buckets and q(bucket) = Φ((e_{i+1} − μ)/σ) − Φ((e_i − μ)/σ) with e_i = Φ⁻¹(i / 2^b).
+Per item x, on its lane's ANS stack: pop z̄ ~ Q(z̄|x) (decode with the posterior), push x with P(x|z̄), push z̄ with
+P(z̄). Net cost −log P(x|z̄) − log P(z̄) + log Q(z̄|x), i.e. −ELBO in expectation plus a small discretization loss.
+Latents are discretized into 2^b buckets per dimension of equal mass under N(0, 1), so P(z̄) = 2^-b per dimension
+and Q(i) ∝ Φ((e_{i+1} − μ)/σ) − Φ((e_i − μ)/σ), e_i = Φ⁻¹(i/2^b); the decoder sees the bucket centre
+Φ⁻¹((i + ½)/2^b).
 
-Determinism: the network runs in float64 with batch size 1 on both sides and its outputs are rounded to a
-2^-20 grid before any probability table is built, so encoder and decoder build identical tables; the file also
-carries a BLAKE2b digest of the raw data, so a decoder that somehow diverged fails loudly instead of returning
-wrong data. Decoding checks that the stack never runs below its initial seed words (a crafted file cannot make
-it spin on an empty stack) and that exactly the seed words remain at the end.
+Speed: each step codes one item on each of a ≤ ``lanes`` lanes (:mod:`.lanes`), so every network call sees a
+batch; the first steps ramp up (the lane count grows as the shared stack holds enough words for the new lanes'
+first pops), and the growth per step is coded (Elias γ) at the top of the stream. Items go to steps in order.
+
+Determinism: the networks are evaluated exactly (:mod:`.exactnet`) and every table is integer arithmetic on
+correctly rounded values (:mod:`.fixedpoint`), so the file's bits do not depend on batch size, thread count or
+device. The file carries a BLAKE2b digest of the raw data, so a decoder that diverged anyway fails loudly. Sizes
+read from a header are checked against the payload before anything is allocated.
+
+Container format 3 (a format-2 bits-back file came from the earlier one-stream coder and is refused with one line).
 """
 from __future__ import annotations
 
@@ -22,11 +28,12 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from scipy.special import ndtr, ndtri
 
+from vaekit.core.config import ModelConfig
 from vaekit.core.likelihoods import LIKELIHOODS
 from vaekit.core.model import VAE
 from vaekit.errors import CorruptFileError, DataError, VaekitError
+from vaekit.jobs.compress import fixedpoint as fx
 from vaekit.jobs.compress.container import (
     Container,
     check_model,
@@ -34,24 +41,30 @@ from vaekit.jobs.compress.container import (
     pack,
     unpack,
 )
+from vaekit.jobs.compress.exactnet import ExactNet, check_supported, model_input
+from vaekit.jobs.compress.families import (
+    FAMILIES,
+    Family,
+    posterior_pop,
+    row_groups,
+    to_rows,
+)
+from vaekit.jobs.compress.lanes import Lanes, StreamExhausted, Tail
 
 CODEC = "bitsback"
-ROUND = 2.0 ** 20
-SEED_WORDS = 32  # 1024 initial bits: enough to pop the first latent at any supported precision
+VERSION = 3  # container version of bits-back files written by the lane coder
 MAX_ITEMS = 10 ** 8
+DEFAULT_LANES = 1024
+MAX_LANES = 1 << 16
+DEFAULT_GROUPS, MAX_GROUPS = 4, 64  # lanes per item slot: pixel d of an item goes to lane d mod G
+MAX_VALUES = 1 << 34  # decoded symbols one file may declare (n · D)
 
 
-def _constriction() -> Any:
-    try:
-        import constriction
-    except ImportError:  # pragma: no cover - constriction is a core dependency of the compress extra
-        raise VaekitError("bits-back coding needs constriction: pip install 'vaekit[compress]'") from None
-    return constriction
-
-
-def _round(t: torch.Tensor) -> np.ndarray:
-    """Network output → float64 on a 2^-20 grid (identical tables on both sides)."""
-    return np.round(t.detach().double().numpy() * ROUND) / ROUND
+def coding_config(model: Any) -> dict[str, Any]:
+    """The model's config without keys at their defaults: the identity a file is bound to (new config fields with
+    defaults do not change it)."""
+    base = ModelConfig().to_dict()
+    return {k: v for k, v in model.config.to_dict().items() if k not in base or base[k] != v}
 
 
 @dataclass
@@ -70,33 +83,34 @@ class BitsBackStats:
 
 
 class BitsBackCodec:
-    """BB-ANS over a trained :class:`~vaekit.core.model.VAE` with 2^latent_bits prior-equal-mass buckets per latent."""
+    """BB-ANS over a trained :class:`~vaekit.core.model.VAE` with 2^latent_bits prior-equal-mass buckets per latent,
+    ``lanes`` items coded side by side, networks evaluated ``batch`` rows at a time on ``device``."""
 
-    def __init__(self, model: VAE, config: dict[str, Any] | None = None, latent_bits: int = 12) -> None:
-        if model.likelihood.coding is None:
-            able = ", ".join(n for n in LIKELIHOODS.names() if LIKELIHOODS.get(n).coding)
+    def __init__(self, model: VAE, config: dict[str, Any] | None = None, latent_bits: int = 12,
+                 lanes: int = DEFAULT_LANES, batch: int = 4096, device: str | torch.device = "cpu",
+                 groups: int = DEFAULT_GROUPS) -> None:
+        family = model.likelihood.coding_family
+        if family not in FAMILIES:
+            able = ", ".join(n for n in LIKELIHOODS.names() if LIKELIHOODS.get(n).coding_family)
             raise VaekitError(f"bits-back coding needs a discrete likelihood ({able}); this model "
                               f"uses {model.config.likelihood!r}")
-        if model.config.n_conditions:
-            raise VaekitError("bits-back coding of a conditional model is not supported (labels are not coded)")
+        check_supported(model)
         if not 4 <= latent_bits <= 16:
             raise VaekitError(f"latent_bits must be in 4..16, got {latent_bits}")
+        if not 1 <= lanes <= MAX_LANES or batch < 1 or not 1 <= groups <= MAX_GROUPS:
+            raise VaekitError(f"lanes must be in 1..{MAX_LANES}, groups in 1..{MAX_GROUPS} and batch ≥ 1, got "
+                              f"{lanes}, {groups} and {batch}")
         self.model = copy.deepcopy(model).double().eval()
-        self.config = config if config is not None else model.config.to_dict()
+        self.config = config if config is not None else coding_config(model)
         self.fingerprint = fingerprint(model, self.config)
-        self.latent_bits = latent_bits
-        n = 1 << latent_bits
-        self.n_buckets = n
-        self.edges = ndtri(np.arange(n + 1) / n)  # e_0 = −∞ … e_n = +∞
-        self.centres = ndtri((np.arange(n) + 0.5) / n)
+        self.latent_bits, self.lanes, self.batch, self.groups = latent_bits, lanes, batch, groups
+        self.family: type[Family] = FAMILIES[family]
+        self.net = ExactNet(model, device)
         self.d = model.config.latent_dim
         self.D = int(np.prod(model.config.input_shape))
-        c = _constriction()
-        self._uniform = c.stream.model.Uniform(n)
-        self._cat = c.stream.model.Categorical(perfect=False)
-        self._bern = c.stream.model.Bernoulli(perfect=False)
+        self.centres = fx.bucket_centres(latent_bits)
 
-    # --- model pieces -------------------------------------------------------------------------
+    # --- model pieces -------------------------------------------------------------------------------------------------
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         """Validate raw items: (n, D) integer symbols in the likelihood's alphabet."""
         if x.ndim < 2 or int(np.prod(x.shape[1:])) != self.D:
@@ -112,120 +126,194 @@ class BitsBackCodec:
                             f"got range [{x.min()}, {x.max()}]")
         return np.ascontiguousarray(x.reshape(len(x), self.D)).astype(np.int32)
 
-    def _model_input(self, xi: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(self.model.likelihood.symbols_to_model(xi))[None]
-        return x.reshape(1, *self.model.config.input_shape) if self.model.config.arch == "conv" else x
+    def _posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(m, w) integer posterior parameters (fixedpoint.gauss_params) of items x (n, D), ``batch`` at a time."""
+        mus, lvs = [], []
+        for s in range(0, len(x), self.batch):
+            mu, lv = self.net.posterior(model_input(x[s:s + self.batch], self.model.likelihood))
+            mus.append(mu)
+            lvs.append(lv)
+        if not mus:
+            return np.zeros((0, self.d), np.int64), np.zeros((0, self.d), np.int64)
+        return fx.gauss_params(np.concatenate(mus), np.concatenate(lvs))
 
-    def _posterior(self, xi: np.ndarray) -> np.ndarray:
-        """q(bucket) per latent dimension, (d, 2^b) float64."""
-        with torch.no_grad():
-            mu, logvar = self.model.encode(self._model_input(xi))
-        mu, sd = _round(mu[0])[:, None], np.exp(0.5 * _round(logvar[0]))[:, None]
-        cdf = ndtr((self.edges[None, :] - mu) / sd)
-        return np.maximum(np.diff(cdf, axis=1), 0.0)
+    def _pixels(self, idx: np.ndarray, groups: int) -> Family:
+        """The coding family of p(x | z̄ = centres[idx]) for a batch of bucket indices (a, d)."""
+        z = self.centres[idx]
+        params = np.concatenate([self.net.decode(z[s:s + self.batch]) for s in range(0, len(z), self.batch)])
+        return self.family(groups, *self.model.likelihood.coding_params(params))
 
-    def _likelihood(self, idx: np.ndarray) -> tuple[Any, np.ndarray]:
-        """(constriction model, parameters) of p(x | z = bucket centres[idx]) for one item."""
-        z = torch.from_numpy(self.centres[idx])[None]
-        with torch.no_grad():
-            params = self.model.decode(z)[0]  # (P, D)
-        lik = self.model.likelihood
-        return (self._bern if lik.coding == "bernoulli" else self._cat), lik.symbol_probs(params, _round)
+    @staticmethod
+    def _schedule(n: int, ramp: list[int]) -> list[int]:
+        """Items per step: before step t the lane count grows by ramp[t] (0 once the ramp is over), each step codes
+        min(lanes, items left)."""
+        steps, i, lanes = [], 0, 0
+        for t in range(n):
+            if i >= n:
+                break
+            lanes += ramp[t] if t < len(ramp) else 0
+            if lanes < 1:
+                raise ValueError
+            steps.append(min(lanes, n - i))
+            i += steps[-1]
+        return steps
 
-    # --- coding -------------------------------------------------------------------------------
-    def _seed_words(self) -> np.ndarray:
-        words = np.random.default_rng(0x5EED).integers(0, 2 ** 32, SEED_WORDS, dtype=np.uint64).astype(np.uint32)
-        words[-1] |= np.uint32(1 << 31)  # a full top word: exactly 32·SEED_WORDS valid bits
-        return words
-
+    # --- coding -------------------------------------------------------------------------------------------------------
     def encode(self, x: np.ndarray, progress: Callable[[int], None] | None = None,
                extra_meta: dict[str, Any] | None = None) -> bytes:
         """Container bytes for items x (n, …) of integer symbols; items are decoded back in the same order."""
-        c = _constriction()
         x = self._prepare(np.asarray(x))
-        n = len(x)
+        n, b, d = len(x), self.latent_bits, self.d
         if n > MAX_ITEMS:
             raise DataError(f"{n} items is more than one file holds ({MAX_ITEMS})")
-        seed = self._seed_words()
-        coder = c.stream.stack.AnsCoder(seed.copy())
-        floor = coder.num_valid_bits()
-        for i in range(n):
-            q = self._posterior(x[i])
-            idx = coder.decode(self._cat, q)
-            model, p = self._likelihood(idx)
-            coder.encode_reverse(x[i], model, p)
-            coder.encode_reverse(idx.astype(np.int32), self._uniform)
-            if coder.num_valid_bits() <= floor:  # the decoder relies on this invariant to stop crafted files
-                raise VaekitError(f"item {i} compressed to a non-positive net cost; raise latent_bits")
+        m, w = self._posterior(x)
+        G = self.groups
+        tail = Tail(virtual=True)
+        lanes = Lanes(min(self.lanes, max(n, 1)), tail, G)
+        need = 2 * G + math.ceil(d * b / 32)  # words a new slot's start states and first latent pop may take
+        ramp: list[int] = []
+        i, amax = 0, 0
+        while i < n:
+            grow = min(self.lanes, n - i, max(amax, 1, tail.available() // need))
+            if grow > amax:
+                lanes.start(range(amax, grow))
+            if amax < self.lanes:
+                ramp.append(max(grow, amax) - amax)
+            amax = max(grow, amax)
+            a = min(amax, n - i)
+            sl = slice(i, i + a)
+            idx = np.empty((a, d), np.int64)
+            for k in range(d):
+                idx[:, k] = posterior_pop(lanes, a, m[sl, k], w[sl, k], b)
+            c, f = self._pixels(idx, G).intervals(x[sl])
+            c, f = to_rows(c.astype(np.uint64), G), to_rows(f.astype(np.uint64), G)
+            for r in range(len(c)):
+                g = row_groups(self.D, G, r)
+                lanes.push(a, c[r, :g], f[r, :g], g)
+            for k in range(d):
+                lanes.push_uniform(a, idx[:, k], b)
+            i += a
             if progress is not None:
-                progress(i)
-        payload = coder.get_compressed().astype("<u4").tobytes()
-        meta = {"n": n, "item_shape": [int(s) for s in x.shape[1:]] if x.ndim > 2 else [self.D],
-                "latent_bits": self.latent_bits, "likelihood": self.model.config.likelihood,
-                "data_digest": hashlib.blake2b(x.astype(np.uint8 if x.max(initial=0) < 256 else np.int32)
-                                               .tobytes(), digest_size=16).hexdigest(), **(extra_meta or {})}
-        return pack(CODEC, self.fingerprint, meta, payload)
+                progress(a)
+        lanes.merge(amax)
+        lanes.push_numbers([len(ramp), *ramp])  # the schedule, on top: the decoder reads it first
+        lanes.seal()
+        tail.pad(math.ceil(n / 32))  # at least one bit per item: what the decoder's size check assumes
+        payload = tail.contents().astype("<u4").tobytes()
+        meta = {"n": n, "item_shape": [self.D], "latent_bits": b, "likelihood": self.model.config.likelihood,
+                "groups": G, "data_digest": _digest(x), **(extra_meta or {})}
+        return pack(CODEC, self.fingerprint, meta, payload, version=VERSION)
 
-    def decode(self, data: bytes | Container, source: str = "file",
-               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Items (n, D) as int32 symbols, exactly those that were encoded; refuses another model's file."""
-        c = _constriction()
-        box = data if isinstance(data, Container) else unpack(data, source)
-        check_model(box, self.fingerprint, CODEC, source)
+    def _header(self, box: Container, source: str) -> tuple[int, int]:
+        """(n, groups) from a bits-back header, every field checked against the payload first."""
         meta = box.meta if isinstance(box.meta, dict) else {}
         try:
-            n, bits, lik, digest = int(meta["n"]), int(meta["latent_bits"]), str(meta["likelihood"]), meta["data_digest"]
+            n, bits, lik, _ = _int(meta["n"]), _int(meta["latent_bits"]), str(meta["likelihood"]), str(meta["data_digest"])
+            groups = _int(meta["groups"])
         except (KeyError, TypeError, ValueError, OverflowError):
             raise CorruptFileError(f"{source}: corrupt bits-back header") from None
         if bits != self.latent_bits or lik != self.model.config.likelihood:
             raise CorruptFileError(f"{source}: coded with latent_bits={bits}/{lik}, this codec uses "
                                    f"{self.latent_bits}/{self.model.config.likelihood}")
-        if not 0 <= n <= min(MAX_ITEMS, 8 * len(box.payload)) or len(box.payload) % 4:
+        if (not 0 <= n <= min(MAX_ITEMS, 8 * len(box.payload)) or n * self.D > MAX_VALUES or len(box.payload) % 4
+                or not 1 <= groups <= MAX_GROUPS):
             raise CorruptFileError(f"{source}: corrupt bits-back header (n={n} for a {len(box.payload)}-byte payload)")
-        words = np.frombuffer(box.payload, dtype="<u4").astype(np.uint32)
-        if len(words) < SEED_WORDS or words[-1] == 0:
-            raise CorruptFileError(f"{source}: corrupt bits-back stream (too short or not ANS-terminated)")
-        floor = 32 * SEED_WORDS
-        rows: list[np.ndarray] = []
+        return n, groups
+
+    def _read_schedule(self, lanes: Lanes, n: int, words: int, source: str) -> list[int]:
+        """The lane schedule from the top of the stream, checked: ≤ n steps, ≥ 1 lane, ≤ MAX_LANES and ≤ words."""
+        (count,) = lanes.pop_numbers(1)
+        if count > n:
+            raise CorruptFileError(f"{source}: corrupt bits-back stream (lane schedule of {count} steps for {n} items)")
+        ramp = lanes.pop_numbers(count)
+        total = sum(ramp)
         try:
-            coder = c.stream.stack.AnsCoder(words)
-            for i in range(n):
-                if coder.num_valid_bits() <= floor:
-                    raise CorruptFileError(f"{source}: the coded stream ends after {i} of {n} items")
-                idx = coder.decode(self._uniform, self.d)
-                model, p = self._likelihood(idx)
-                xi = np.asarray(coder.decode(model, p), dtype=np.int32)
-                coder.encode_reverse(idx.astype(np.int32), self._cat, self._posterior(xi))
-                rows.append(xi)
+            steps = self._schedule(n, ramp) if total <= min(MAX_LANES, words) else None
+        except ValueError:
+            steps = None
+        if steps is None:
+            raise CorruptFileError(f"{source}: corrupt bits-back stream (impossible lane schedule)")
+        return steps
+
+    def decode(self, data: bytes | Container, source: str = "file",
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Items (n, D) as int32 symbols, exactly those that were encoded; refuses another model's file."""
+        box = data if isinstance(data, Container) else unpack(data, source)
+        if box.codec == CODEC and box.version < VERSION:
+            raise CorruptFileError(f"{source}: a bits-back file of container version {box.version} (the earlier "
+                                   "one-stream coder); this vaekit decodes version 3: re-encode the data")
+        check_model(box, self.fingerprint, CODEC, source)
+        n, G = self._header(box, source)
+        b, d = self.latent_bits, self.d
+        words = np.frombuffer(box.payload, dtype="<u4")
+        tail = Tail(words)
+        lanes = Lanes(1, tail, G)
+        try:
+            lanes.unseal()
+            steps = self._read_schedule(lanes, n, len(words) // G, source)
+            amax = max(steps, default=0)
+            lanes.resize(amax)
+            lanes.unmerge(amax)
+        except StreamExhausted:
+            raise CorruptFileError(f"{source}: corrupt bits-back stream (it ends early)") from None
+        out = np.empty((n, self.D), np.uint8 if self.model.likelihood.n_symbols() <= 256 else np.int32)
+        starts = np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
+        firsts = np.maximum.accumulate(np.concatenate([[0], steps])).astype(np.int64)  # lanes started before step t
+        try:
+            for t in reversed(range(len(steps))):
+                a, sl = steps[t], slice(int(starts[t]), int(starts[t]) + steps[t])
+                idx = np.empty((a, d), np.int64)
+                for k in reversed(range(d)):
+                    idx[:, k] = lanes.pop_uniform(a, b)
+                fam = self._pixels(idx, G)
+                xs = np.empty((a, self.D), np.int64)
+                for r in reversed(range(-(-self.D // G))):
+                    sym = fam.pop(lanes, a, r)
+                    xs[:, r * G:r * G + len(sym)] = sym.T
+                m, w = self._posterior(xs)
+                for k in reversed(range(d)):
+                    c = fx.gauss_cdf(idx[:, k], m[:, k], w[:, k], b)
+                    lanes.push(a, c, fx.gauss_cdf(idx[:, k] + 1, m[:, k], w[:, k], b) - c)
+                lanes.end(range(int(firsts[t]), max(int(firsts[t]), a)))
+                out[sl] = xs
                 if progress is not None:
-                    progress(i)
-            rest = coder.get_compressed()
-        except (ValueError, RuntimeError, OverflowError) as e:  # constriction rejects an invalid stream
-            raise CorruptFileError(f"{source}: corrupt bits-back stream ({e})") from None
-        rows.reverse()  # the stack returns the last-encoded item first
-        if not np.array_equal(rest, self._seed_words()):
+                    progress(a)
+        except StreamExhausted:
+            raise CorruptFileError(f"{source}: corrupt bits-back stream (it ends early or a lane ends in an "
+                                   "impossible state)") from None
+        if not lanes.at_rest() or not tail.ends_on_virtual_words():
             raise CorruptFileError(f"{source}: the coded stream does not end where it should (corrupt or wrong model)")
-        out = np.stack(rows) if rows else np.zeros((0, self.D), dtype=np.int32)
-        raw = out.astype(np.uint8 if out.max(initial=0) < 256 else np.int32).tobytes()
-        if hashlib.blake2b(raw, digest_size=16).hexdigest() != digest:
+        if _digest(out) != box.meta["data_digest"]:
             raise CorruptFileError(f"{source}: decoded data fail the checksum (the decoder diverged)")
-        return out
+        return out.astype(np.int32)
 
     def neg_elbo_bits(self, x: np.ndarray, n_samples: int = 1, seed: int = 0) -> float:
         """Monte-Carlo −ELBO in bits for the items (what the coder should approach)."""
         x = self._prepare(np.asarray(x))
         g = torch.Generator().manual_seed(seed)
         total = 0.0
-        xt = torch.cat([self._model_input(xi) for xi in x]) if len(x) else torch.zeros(0)
+        xt = torch.from_numpy(self.model.likelihood.symbols_to_model(x))
+        if self.model.config.arch == "conv":
+            xt = xt.reshape(len(x), *self.model.config.input_shape)
         with torch.no_grad():
             for s in range(0, len(x), 1000):
                 xb = xt[s:s + 1000]
                 out = self.model(xb, k=n_samples, generator=g)
-                target = xb.flatten(1)
-                log_px = self.model.log_px(out.params, target)
+                log_px = self.model.log_px(out.params, xb.flatten(1))
                 kl = self.model.prior.kl(out.mu, out.logvar).sum(-1)
                 total += float((-(log_px.mean(0) - kl)).sum())
         return total / math.log(2)
+
+
+def _int(v: Any, signed: bool = False) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or (not signed and v < 0) or abs(v) > 1 << 40:
+        raise ValueError
+    return v
+
+
+def _digest(x: np.ndarray) -> str:
+    raw = x.astype(np.uint8 if x.max(initial=0) < 256 else np.int32).tobytes()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -12,6 +12,9 @@ payload is under 128 bytes, one more up to 16 KiB)::
     payload  plen     codec-specific bytes (e.g. constriction's uint32 words)
     digest   8 bytes  BLAKE2b-64 over everything before it
 
+Version 3: the layout of version 2; bits-back files of the lane coder are written as version 3, so an older vaekit
+refuses them with one line instead of misreading the payload (a version-2 bits-back file is refused by this one).
+
 Version 1 (still read): magic, u16 version, u32 hlen, u64 plen, JSON header {"codec", "fingerprint" (hex),
 "meta"}, payload, BLAKE2b-128 digest.
 
@@ -35,7 +38,7 @@ from vaekit.files import atomic_write_bytes
 
 MAGIC = b"VAEKZ\x00"
 FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)
+READ_VERSIONS = (1, 2, 3)
 CODEC_IDS = {"bitsback": 1, "vaekit-lossy-image": 2}
 _NAMED = 255
 FP_BYTES = 8
@@ -94,7 +97,7 @@ def _json(meta: Meta) -> bytes:
 
 
 def pack(codec: str, fingerprint: bytes, meta: Meta, payload: bytes, version: int = FORMAT_VERSION) -> bytes:
-    """Container bytes (version 2: compact binary header ‖ JSON meta ‖ payload ‖ BLAKE2b-64 digest)."""
+    """Container bytes (version 2 or 3: compact binary header ‖ JSON meta ‖ payload ‖ BLAKE2b-64 digest)."""
     if not codec or len(fingerprint) < FP_BYTES:
         raise VaekitError(f"a container needs a codec name and a model fingerprint of ≥ {FP_BYTES} bytes")
     if not isinstance(meta, (dict, list)):
@@ -104,8 +107,8 @@ def pack(codec: str, fingerprint: bytes, meta: Meta, payload: bytes, version: in
                             sort_keys=True, separators=(",", ":")).encode("utf-8")
         body = _V1_FIXED.pack(MAGIC, 1, len(header), len(payload)) + header + bytes(payload)
         return body + _digest(body, _V1_DIGEST)
-    if version != 2:
-        raise VaekitError(f"cannot write container version {version} (this vaekit writes 1 or 2)")
+    if version not in (2, 3):
+        raise VaekitError(f"cannot write container version {version} (this vaekit writes 1, 2 or 3)")
     m = _json(meta)
     if len(m) > MAX_HEADER:
         raise VaekitError(f"container meta too large ({len(m)} bytes > {MAX_HEADER})")
@@ -116,7 +119,7 @@ def pack(codec: str, fingerprint: bytes, meta: Meta, payload: bytes, version: in
         if len(name) > 255:
             raise VaekitError(f"codec name too long ({len(name)} bytes > 255)")
         tag = bytes([_NAMED, len(name)]) + name
-    body = (MAGIC + struct.pack("<H", 2) + tag + bytes(fingerprint[:FP_BYTES]) + _leb128(len(m))
+    body = (MAGIC + struct.pack("<H", version) + tag + bytes(fingerprint[:FP_BYTES]) + _leb128(len(m))
             + _leb128(len(payload)) + m + bytes(payload))
     return body + _digest(body, _V2_DIGEST)
 
@@ -184,7 +187,8 @@ def _unpack_v2(data: bytes, source: str) -> Container:
     body = data[:-_V2_DIGEST]
     if _digest(body, _V2_DIGEST) != data[-_V2_DIGEST:]:
         raise CorruptFileError(f"{source}: checksum mismatch (the file is corrupt)")
-    return Container(codec, fp, _parse_meta(body[pos:pos + mlen], source), body[pos + mlen:], 2)
+    version = struct.unpack_from("<H", data, len(MAGIC))[0]
+    return Container(codec, fp, _parse_meta(body[pos:pos + mlen], source), body[pos + mlen:], version)
 
 
 def unpack(data: bytes, source: str = "file") -> Container:

@@ -1,7 +1,9 @@
 """Training of the lossy image codec: one RD-VAE per λ, warm-started from its neighbour, then integer tables.
 
 The level with the median λ is trained from scratch for ``steps`` steps; the others start from the nearest
-already-trained level and are fine-tuned for ``finetune_steps`` (Adam, loss D + λ·R on random crops).
+already-trained level and are fine-tuned for ``finetune_steps`` (Adam, loss D + λ·R on random crops). Each level
+trains through the one :class:`~vaekit.core.trainer.Trainer` (a step budget, a crop sampler as the batch source,
+two parameter groups, the per-step cosine, the NaN guard and the time limit shared by all levels).
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from vaekit.core.config import TrainConfig
+from vaekit.core.objectives import LossOutput
+from vaekit.core.trainer import Trainer
 from vaekit.errors import DataError, TrainingError, VaekitError
 from vaekit.files import check_output_folder, retire_artifacts
 from vaekit.jobs.compress.entropy import build_tables
@@ -21,6 +26,9 @@ from vaekit.jobs.compress.lossy import ImageCodec, load_codec, read_image, save_
 from vaekit.jobs.compress.rd_model import RateDistortionLoss, RDConfig, RDNet
 
 ENTROPY_LR_FACTOR = 5.0  # the factorized density adapts faster than the transforms need to
+MIN_LR_RATIO = 0.1  # the cosine decays each group's lr to 10%
+GRAD_CLIP = 5.0
+LOG_EVERY = 200  # steps between log lines, and the Trainer's rounds (the NaN guard rolls back to a round's start)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 
 
@@ -86,38 +94,65 @@ class CropSampler:
             b = b[:, :, ::-1] if self.rng.random() < 0.5 else b
         return torch.from_numpy(np.ascontiguousarray(b.transpose(0, 3, 1, 2))).float().div_(255)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The crop generator's state (JSON), so that a checkpointed run continues the same crops."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+class RDObjective:
+    """L = D + λ·R (:class:`RateDistortionLoss`) as a Trainer objective; its logged terms are D (mse) and R (bpp)."""
+
+    terms = ("mse", "bpp")
+
+    def __init__(self, lmbda: float) -> None:
+        self.crit = RateDistortionLoss(lmbda)
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor | None = None,
+                 progress: float = math.inf) -> LossOutput:
+        res = self.crit(model(x), x)
+        return LossOutput(res["loss"], res["mse"].detach(), res["bpp"].detach(), -res["loss"].detach())
+
 
 def _fit(net: RDNet, lmbda: float, sample: Callable[[int], torch.Tensor], steps: int, batch: int, lr: float,
          deadline: float, log: Callable[[str], None] | None) -> dict[str, float]:
-    """Adam on D + λR with a cosine-decayed learning rate; returns the mean loss/mse/bpp of the last 10% steps."""
-    crit = RateDistortionLoss(lmbda)
+    """``steps`` Adam steps on D + λR through the Trainer: lr_g(s) = lr_g·(0.1 + 0.9·½(1 + cos π s/steps)), the
+    entropy model at ENTROPY_LR_FACTOR × lr, gradient norm clipped at 5 → mean loss/mse/bpp of the last 10% steps
+    (of the last step run, when the time limit stops it before them)."""
     ent = list(net.entropy.parameters())
     rest = [p for n, p in net.named_parameters() if not n.startswith("entropy.")]
-    opt = torch.optim.Adam([{"params": rest, "base": lr}, {"params": ent, "base": lr * ENTROPY_LR_FACTOR}], lr=lr)
-    net.train()
-    tail: list[tuple[float, float, float]] = []
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = g["base"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, steps))))
-        x = sample(batch)
-        res = crit(net(x), x)
-        if not torch.isfinite(res["loss"]):
-            raise TrainingError(f"codec training (λ={lmbda}) diverged at step {step} (loss {res['loss'].item()})")
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        opt.step()
-        if step >= steps - max(1, steps // 10):
-            tail.append((res["loss"].item(), res["mse"].item(), res["bpp"].item()))
-        if log and (step % 200 == 0 or step == steps - 1):
-            log(f"λ={lmbda:g} step {step + 1}/{steps} loss {res['loss'].item():.2f} mse {res['mse'].item():.2f} "
-                f"bpp {res['bpp'].item():.3f}")
-        if time.monotonic() > deadline:
-            break
-    net.eval()
-    t = np.array(tail) if tail else np.full((1, 3), np.nan)
+    tail_from, tail = steps - max(1, steps // 10), dict[int, tuple[float, float, float]]()
+    last: dict[str, torch.Tensor] = {}
+
+    def on_step(step: int, v: dict[str, torch.Tensor]) -> None:
+        last.update(v)
+        if step >= tail_from:  # by step: a round that the NaN guard runs again overwrites its first try
+            tail[step] = (v["loss"].item(), v["mse"].item(), v["bpp"].item())
+        if log and (step % LOG_EVERY == 0 or step == steps - 1):
+            log(f"λ={lmbda:g} step {step + 1}/{steps} loss {v['loss'].item():.2f} mse {v['mse'].item():.2f} "
+                f"bpp {v['bpp'].item():.3f}")
+
+    def adam(_: torch.nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam([{"params": rest}, {"params": ent, "lr": lr * ENTROPY_LR_FACTOR}], lr=lr)
+
+    left_min = (deadline - time.monotonic()) / 60  # the time limit is shared by the levels; none left: one step
+    cfg = TrainConfig(max_steps=steps, steps_per_round=min(steps, LOG_EVERY), batch_size=batch, lr=lr,
+                      schedule="cosine", min_lr_ratio=MIN_LR_RATIO, grad_clip=GRAD_CLIP, precision="fp32", device="cpu",
+                      keep_best=False, warmup_epochs=0.0,
+                      time_limit_min=0.0 if math.isinf(left_min) else max(left_min, 1e-9))
+    trainer = Trainer(net, cfg, progress=False, objective=RDObjective(lmbda), optimizer=adam, on_step=on_step,
+                      reseed=False)  # the crops and the quantization noise continue train_codec's seeded streams
+    try:
+        hist = trainer.fit(sample)
+    except TrainingError as e:
+        raise TrainingError(f"codec training (λ={lmbda:g}): {e}") from None
+    if not tail and last:  # stopped by the time limit before the last 10%: the last step's figures
+        tail[-1] = (last["loss"].item(), last["mse"].item(), last["bpp"].item())
+    t = np.array(list(tail.values())) if tail else np.full((1, 3), np.nan)
     return {"loss": float(t[:, 0].mean()), "mse": float(t[:, 1].mean()), "bpp": float(t[:, 2].mean()),
-            "steps": step + 1}
+            "steps": hist.steps}
 
 
 def train_codec(images: Sequence[np.ndarray] | np.ndarray | str | Path, out_dir: str | Path,

@@ -141,15 +141,43 @@ def kl_per_dimension(model: VAE, x: torch.Tensor, c: torch.Tensor | None = None,
     kls, mus = [], []
     for i in range(0, len(x), batch_size):
         mu, logvar = model.encode(x[i:i + batch_size], None if c is None else c[i:i + batch_size])
-        kl = model.prior.kl(mu, logvar)
+        kl = model.prior.kl_dims(mu, logvar)  # closed form, or Monte Carlo for mixture / VampPrior priors
         if kl is None:
-            raise VaekitError("per-dimension KL needs a prior with a closed-form KL")
+            raise VaekitError("per-dimension KL needs a prior with a closed-form KL or a per-dimension marginal")
         kls.append(kl)
         mus.append(mu)
     kl_d = torch.cat(kls).mean(0)
     var = torch.cat(mus).var(0) if len(x) > 1 else torch.zeros_like(kl_d)
     return {"kl": kl_d.tolist(), "activity": var.tolist(), "active": (var > 0.01).tolist(),
             "active_units": int((var > 0.01).sum())}
+
+
+@torch.no_grad()
+def overview(model: VAE, x: torch.Tensor | None, c: torch.Tensor | None = None, max_points: int = 2000,
+             batch_size: int = 500) -> dict[str, Any]:
+    """What the explorer page draws: KL per dimension (None without examples, or for a prior with no closed-form
+    KL), the dimensions ordered by KL (largest first; by index without KL), and a 2-D map of the first
+    ``max_points`` examples' posterior means — PCA when there are at least 3 examples and 3 dimensions, else the
+    two dimensions with the largest KL (axes named in ``map["axes"]``)."""
+    d = model.config.latent_dim
+    if x is None or len(x) == 0:
+        return {"kl": None, "order": list(range(d)), "map": None}
+    try:
+        kl: list[float] | None = kl_per_dimension(model, x, c, batch_size)["kl"]
+    except VaekitError:
+        kl = None
+    order = [int(i) for i in np.argsort(-np.asarray(kl), kind="stable")] if kl is not None else list(range(d))
+    n = min(len(x), max_points)
+    z = torch.cat([encode(model, x[i:min(i + batch_size, n)], None if c is None else c[i:min(i + batch_size, n)])
+                   for i in range(0, n, batch_size)]).numpy().astype(np.float64)
+    if n >= 3 and d >= 3:
+        xy, axes = embed(z, "pca"), ["principal component 1", "principal component 2"]
+    else:
+        dims = order[:2]
+        xy = np.stack([z[:, dims[0]], z[:, dims[1]] if len(dims) > 1 else np.zeros(n)], 1)
+        axes = [f"z{i}" for i in dims] + ([] if len(dims) > 1 else ["(none)"])
+    xy = np.nan_to_num(np.asarray(xy, dtype=np.float64))
+    return {"kl": kl, "order": order, "map": {"axes": axes, "points": np.round(xy, 5).tolist()}}
 
 
 def mig(z: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
@@ -197,4 +225,4 @@ def gif(path: Any, frames: np.ndarray, duration_ms: int = 120, scale: int = 4) -
 
 
 __all__ = ["encode", "decode", "slerp", "interpolate", "traverse", "latent_map", "embed", "attribute_vector",
-           "apply_attribute", "kl_per_dimension", "mig", "sample_near", "gif"]
+           "apply_attribute", "kl_per_dimension", "overview", "mig", "sample_near", "gif"]

@@ -8,7 +8,6 @@ examples; request bodies over MAX_BODY bytes are refused with 413 before they ar
 
 import base64
 import io
-import socket
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,88 +20,21 @@ from vaekit.data import load_array
 from vaekit.errors import VaekitError
 from vaekit.jobs.explore import latent as explore
 from vaekit.plots import grid, to_images
+from vaekit.web import HostBodyGuard as _Guard
+from vaekit.web import (  # noqa: F401 -- re-exported: the explorer's CLI and tests import them from here
+    LOOPBACK_HOSTS,
+    WILDCARD_HOSTS,
+    allowed_hosts,
+    host_name,
+    validation_errors,
+)
 
 PAGE = Path(__file__).with_name("explorer.html")
 MAX_STEPS = 32
+MAX_THUMBNAILS = 100  # example pictures per /api/thumbnails request
+MAX_MAP_POINTS = 2000  # examples drawn on the latent map
 MAX_BODY = 1 << 20  # bytes of one request body (a decode request of 4096 values is < 100 kB)
 MAX_SEED = 2**63 - 1
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
-
-
-def host_name(value: str) -> str:
-    """The host of a Host header or address, lower-case, without the port; IPv6 addresses in brackets."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[:value.find("]") + 1] if "]" in value else value
-    if value.count(":") > 1:  # a bare IPv6 address (--host ::1)
-        return f"[{value}]"
-    return value.partition(":")[0]
-
-
-def allowed_hosts(host: str) -> frozenset[str]:
-    """Host-header names the explorer answers when it listens on ``host``: the loopback names and ``host`` itself;
-    for a wildcard address (0.0.0.0, ::) also this machine's name and addresses (best effort)."""
-    names = set(LOOPBACK_HOSTS)
-    if host_name(host) not in WILDCARD_HOSTS:
-        names.add(host_name(host))
-        return frozenset(names)
-    try:
-        name = socket.gethostname()
-        fqdn, aliases, addresses = socket.gethostbyname_ex(name)
-        names.update(host_name(n) for n in (name, fqdn, *aliases, *addresses) if n)
-    except OSError:
-        pass
-    return frozenset(names)
-
-
-class _Guard:
-    """ASGI middleware: refuse a Host header outside ``hosts`` (400) and a body over ``max_body`` bytes (413, by
-    Content-Length before anything is read, or while a chunked body is read)."""
-
-    def __init__(self, app: Any, hosts: Iterable[str], max_body: int) -> None:
-        self.app, self.hosts, self.max_body = app, frozenset(hosts), max_body
-
-    @staticmethod
-    async def _refuse(send: Any, status: int, text: str) -> None:
-        body = text.encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        host = host_name(headers.get(b"host", b"").decode("latin-1"))
-        if host not in self.hosts:
-            if scope["type"] == "websocket":
-                return await send({"type": "websocket.close", "code": 1008})
-            return await self._refuse(send, 400, "invalid Host header: the explorer answers only "
-                                      + ", ".join(sorted(self.hosts)))
-        length = headers.get(b"content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > self.max_body
-            except ValueError:
-                return await self._refuse(send, 400, "invalid Content-Length header")
-            if too_big:
-                return await self._refuse(send, 413, f"request body over {self.max_body} bytes")
-        seen = 0
-
-        async def limited() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message.get("type") == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    from starlette.exceptions import HTTPException
-
-                    raise HTTPException(413, f"request body over {self.max_body} bytes")
-            return message
-
-        await self.app(scope, limited, send)
 
 
 def _png(model: VAE, x: torch.Tensor, shape: tuple[int, ...], scale: int, ncol: int | None = None) -> str:
@@ -118,8 +50,9 @@ def _png(model: VAE, x: torch.Tensor, shape: tuple[int, ...], scale: int, ncol: 
 
 def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndarray | None = None,
                scale: int = 0, hosts: Iterable[str] = LOOPBACK_HOSTS, max_body: int = MAX_BODY) -> Any:
-    """FastAPI app: GET / (page), /api/info, POST /api/decode, /api/sample, /api/example/{i}, /api/interpolate;
-    only for requests whose Host header is one of ``hosts`` (names as :func:`allowed_hosts` gives them)."""
+    """FastAPI app: GET / (page), /api/info, POST /api/decode, /api/sample, /api/example/{i}, /api/interpolate,
+    /api/thumbnails (example pictures, paged), /api/latent (KL per dimension, slider order, the 2-D map); only for
+    requests whose Host header is one of ``hosts`` (names as :func:`allowed_hosts` gives them)."""
     from fastapi import FastAPI, HTTPException, Query
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
@@ -135,11 +68,7 @@ def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndar
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Any, exc: RequestValidationError) -> Any:
-        # FastAPI's own handler echoes each bad input back, and NaN, inf or undecodable bytes in it made that
-        # reply fail (500): answer 422 with where and what only
-        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={"detail": detail})
+        return JSONResponse(status_code=422, content={"detail": validation_errors(exc.errors())})
 
     class DecodeRequest(BaseModel):
         z: list[float] = Field(..., min_length=1, max_length=4096)
@@ -166,6 +95,18 @@ def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndar
         if not 0 <= i < len(examples):
             raise HTTPException(404, f"example index must be in 0..{len(examples) - 1}")
         return examples[i:i + 1]
+
+    def example_conditions(i: int, n: int) -> torch.Tensor | None:
+        return None if labels is None or not model.config.n_conditions else torch.as_tensor(labels[i:i + n])
+
+    summary: dict[str, Any] = {}
+
+    def overview() -> dict[str, Any]:  # computed on first use: encoding every example takes a moment
+        if not summary:
+            x = None if examples is None else examples[:MAX_MAP_POINTS]
+            summary.update(explore.overview(model, x, None if x is None else example_conditions(0, len(x)),
+                                            MAX_MAP_POINTS))
+        return summary
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -196,10 +137,26 @@ def create_app(model: VAE, examples: torch.Tensor | None = None, labels: np.ndar
     @app.get("/api/example/{i}")
     def get_example(i: int) -> dict[str, Any]:
         x = example(i)
-        c = None if labels is None or not model.config.n_conditions else torch.as_tensor(labels[i:i + 1])
-        z = explore.encode(model, x, c)
+        z = explore.encode(model, x, example_conditions(i, 1))
         lab = None if labels is None else int(labels[i])
         return {"z": z[0].tolist(), "label": lab, "image": _png(model, x, shape, scale)}
+
+    @app.get("/api/thumbnails")
+    def thumbnails(start: int = Query(0, ge=0, le=MAX_SEED),
+                   count: int = Query(48, ge=1, le=MAX_THUMBNAILS)) -> dict[str, Any]:
+        example(start)  # 404 without examples or past the last one
+        assert examples is not None
+        stop = min(start + count, len(examples))
+        thumb = max(1, 48 // max(side, 1))
+        return {"start": start, "total": len(examples),
+                "images": [_png(model, examples[i:i + 1], shape, thumb) for i in range(start, stop)],
+                "labels": None if labels is None else [int(v) for v in labels[start:stop]]}
+
+    @app.get("/api/latent")
+    def latent() -> dict[str, Any]:
+        o = overview()
+        lab = None if labels is None or o["map"] is None else [int(v) for v in labels[:len(o["map"]["points"])]]
+        return {**o, "labels": lab}
 
     @app.post("/api/interpolate")
     def interp(req: InterpolateRequest) -> dict[str, Any]:

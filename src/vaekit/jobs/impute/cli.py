@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from vaekit.errors import VaekitError
 from vaekit.jobs.impute.files import impute_file
 from vaekit.jobs.impute.inpaint import inpaint_file
 from vaekit.options import (
@@ -44,15 +45,29 @@ def impute(
     seed: int = typer.Option(0),
     device: str = device_option(),
     threads: int = threads_option(),
+    dask: Optional[str] = typer.Option(None, "--dask", help="Impute by partitions on a Dask cluster: a scheduler "
+                                       "address (tcp://host:8786), or 'local' / 'local:N' (a LocalCluster); one "
+                                       "completed table (not with --multiple/--uncertainty; needs vaekit[dask])."),
+    fit_rows: int = typer.Option(1_000_000, "--fit-rows", help="With --dask: fit on all rows up to this many, "
+                                 "else on a seeded uniform sample of about this many."),
 ) -> None:
     """Fill the missing values of a table with a VAE trained on it (MIWAE): conditional means / most probable values."""
 
     kinds = column_kinds(categorical, binary, continuous)
+    if dask is not None and (multiple or uncertainty is not None):
+        raise VaekitError("--dask writes one completed table; --multiple and --uncertainty run without --dask")
     with cli_wording(data, missing_values="--na-values", column_kinds=KIND_OPTIONS, n_samples="--n-samples",
                      max_steps="--max-steps"):
-        res = impute_file(data, out, multiple, uncertainty, names(ignore), names(na_values), kinds,
-                          n_samples=n_samples, max_steps=max_steps, random_state=seed, device=device,
-                          n_threads=threads or None)
+        if dask is not None:
+            from vaekit.jobs.impute.on_dask import impute_file_dask
+
+            res = impute_file_dask(data, out, dask, names(ignore), names(na_values), kinds, fit_rows,
+                                   n_samples=n_samples, max_steps=max_steps, random_state=seed, device=device,
+                                   n_threads=threads or None)
+        else:
+            res = impute_file(data, out, multiple, uncertainty, names(ignore), names(na_values), kinds,
+                              n_samples=n_samples, max_steps=max_steps, random_state=seed, device=device,
+                              n_threads=threads or None)
     what = f"{multiple} imputations (long format, column 'imputation')" if multiple else "completed table"
     typer.echo(f"imputed {res['missing']} missing value(s) in {res['rows']} rows × {res['columns']} columns in "
                f"{res['seconds']:.1f} s; {what} in {out}" + (f"; uncertainty in {uncertainty}" if uncertainty else ""))

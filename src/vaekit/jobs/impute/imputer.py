@@ -6,7 +6,9 @@ bits. Training maximises the IWAE bound on the observed entries only,
     log p(x_obs) ≥ E log (1/K) Σ_k p(x_obs|z_k) p(z_k) / q(z_k|x̃),   log p(x_obs|z) = Σ_{j observed} log p_j(x_j|z),
 over T Adam steps with a cosine learning-rate decay, T sized to the data (n rows, b = ``batch_size``):
     T = min(F, max(100, ⌈F · min(1, n/b)²⌉)),   F = min(``max_steps``, ``epochs`` · max(1, ⌊n/b⌋))
-(``epochs`` passes, at most ``max_steps``; tables smaller than a batch get fewer steps). The networks run in bfloat16
+(``epochs`` passes, at most ``max_steps``; tables smaller than a batch get fewer steps). Training runs through the
+one :class:`~vaekit.core.trainer.Trainer` (the ``miwae`` objective, a step budget, full batches only, the NaN guard:
+roll back with half the learning rate; ``time_limit_min`` stops it early, 0 = none). The networks run in bfloat16
 where the device multiplies it natively (``precision="auto"``: :func:`vaekit.runtime.resolve_precision`), importance
 weights and imputations always in float32. ``device`` ('auto' | 'cpu' | 'cuda' | 'cuda:N' | 'mps') is where training
 and the importance weights run (the fitted model is kept on the CPU; the resampling draws of
@@ -14,7 +16,8 @@ and the importance weights run (the fitted model is kept on the CPU; the resampl
 ``OMP_NUM_THREADS``, else 1 thread for models under 250k parameters) applies inside fit/transform only. The
 observation log-variance has a floor (``obs_logvar_min``, in standardised units), which regularises small tables.
 Optional early stopping (``validation_fraction`` > 0) holds out that share of the observed entries and keeps the
-weights with the lowest imputation error on them (squared error, standardised units; Brier score for discrete columns).
+weights with the lowest imputation error on them (squared error, standardised units; Brier score for discrete columns),
+checked every max(25, ⌊T/60⌋) steps, stopping after ``patience`` checks without improvement.
 
 ``transform``: x̂_j = t_j⁻¹(Σ_l w̄_l μ_j(z_l)) for continuous columns (t_j = the column's fitted transform),
 argmax_c Σ_l w̄_l p_j(c|z_l) for binary/categorical ones; w̄ ∝ p(x_obs|z_l) p(z_l)/q(z_l|x̃), z_l ~ q(z|x̃), L = ``n_samples``
@@ -34,7 +37,7 @@ Fitting needs at least 2 rows.
 from __future__ import annotations
 
 import math
-import time
+from functools import partial
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -44,22 +47,17 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.core.budget import scaled_steps
 from vaekit.core.config import ModelConfig, TrainConfig
-from vaekit.core.inference import gaussian_log_q, log_mean_exp, shared_eps, sir, snis
+from vaekit.core.inference import shared_eps, sir, snis
 from vaekit.core.model import VAE
-from vaekit.core.trainer import make_optimizer
+from vaekit.core.trainer import Trainer
 from vaekit.data.tabular import TabularSchema, infer_kinds, named
-from vaekit.errors import DataError, TrainingError, VaekitError
+from vaekit.errors import DataError, VaekitError
 from vaekit.options import MAX_IMPUTATIONS, MAX_SAMPLES
-from vaekit.runtime import (
-    autocast,
-    resolve_device,
-    resolve_precision,
-    resolve_threads,
-    threads,
-)
+from vaekit.runtime import resolve_device, resolve_threads, threads
 
 N_VALID_SAMPLES = 32  # importance samples for the early-stopping imputations
 MIN_VALID_ENTRIES = 20
+MIN_CHECK_EVERY, CHECKS = 25, 60  # held-out checks (and the Trainer's rounds) every max(25, ⌊T/60⌋) steps
 MIN_ROWS = 2  # rows needed to fit (one row gives the model nothing to learn a distribution from)
 LOG_W_VALUES = 1 << 24  # log-weights held at once (L × rows, float32: 64 MiB): rows are imputed in blocks that fit
 
@@ -73,20 +71,6 @@ def _is_frame(X: Any) -> bool:
 def _is_nan(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
-
-
-
-def miwae_loss(model: VAE, x: torch.Tensor, k: int, precision: str = "fp32") -> torch.Tensor:
-    """−mean_i log (1/K) Σ_k p(x_obs,i|z_k) p(z_k) / q(z_k|x̃_i), z_k ~ q(z|x̃_i); networks in ``precision``, weights fp32."""
-    with autocast(precision, x.device):
-        mu, logvar = model.encode(x)
-    mu, logvar = mu.float(), logvar.float()
-    eps = torch.randn(k, *mu.shape, device=mu.device)
-    z = mu + torch.exp(0.5 * logvar) * eps
-    with autocast(precision, x.device):
-        params = model.decode(z)
-    log_w = model.likelihood.log_prob(params.float(), x) + model.prior.log_prob(z) - gaussian_log_q(eps, logvar)
-    return -log_mean_exp(log_w, 0).mean()
 
 
 def _fill_column(col: Any, pos: np.ndarray, new: np.ndarray) -> Any:
@@ -120,7 +104,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                  lr: float = 1e-3, precision: str = "auto", obs_logvar_min: float = -4.0, validation_fraction: float = 0.0,
                  patience: int = 10, column_transform: str = "standard", column_kinds: Mapping[str, str] | None = None,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto",
-                 n_threads: int | None = None) -> None:
+                 n_threads: int | None = None, time_limit_min: float = 0.0) -> None:
         self.missing_values = missing_values
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -141,6 +125,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.device = device
         self.n_threads = n_threads
+        self.time_limit_min = time_limit_min
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -162,6 +147,9 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise VaekitError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if not 0 <= self.validation_fraction < 1 or self.patience < 0 or not self.lr > 0:
             raise VaekitError("validation_fraction must be in [0, 1), patience >= 0 and lr > 0")
+        if isinstance(self.time_limit_min, bool) or not isinstance(self.time_limit_min, (int, float)) \
+                or not math.isfinite(self.time_limit_min) or self.time_limit_min < 0:
+            raise VaekitError(f"time_limit_min must be a number of minutes >= 0 (0 = none), got {self.time_limit_min!r}")
         resolve_device(self.device)  # a name that is not a device, or a GPU that is not there → VaekitError
         resolve_threads(self.n_threads)
 
@@ -265,73 +253,37 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return float(per_col[held].mean())
 
     def _train(self, x: torch.Tensor) -> VAE:
-        """Adam on the MIWAE loss, cosine decay to 5% of ``lr`` over T steps (the rule in the module docstring)."""
+        """Adam on the MIWAE bound through the Trainer: T steps (the rule in the module docstring), cosine decay to
+        5% of ``lr``, full batches; with held-out entries, keep-best and patience on their imputation error."""
         rng = np.random.default_rng(self._seed)
         x_tr, held = self._hold_out(x, rng)
         dev = resolve_device(self.device)
-        model = VAE(self._model_config())
-        with self._threads(model):
-            model.to(dev)
-            try:
-                return self._steps(model, x.to(dev), x_tr.to(dev), None if held is None else held.to(dev), dev)
-            finally:
-                model.cpu()  # kept on the CPU; moved to the device for transform
-
-    def _steps(self, model: VAE, x: torch.Tensor, x_tr: torch.Tensor, held: torch.Tensor | None,
-               dev: torch.device) -> VAE:
-        opt = make_optimizer(model, TrainConfig(lr=self.lr))
+        model = VAE(self._model_config())  # drawn from the caller's seeded stream, which the Trainer continues
         n, bs = len(x_tr), max(1, min(int(self.batch_size), len(x_tr)))
         full = max(1, min(int(self.max_steps), int(self.epochs) * (n // bs)))
         total = scaled_steps(n, int(self.batch_size), full)
-        every = max(25, total // 60)
-        if held is not None:
+        cfg = TrainConfig(max_steps=total, steps_per_round=max(MIN_CHECK_EVERY, total // CHECKS), batch_size=bs,
+                          drop_last=True, lr=float(self.lr), schedule="cosine", min_lr_ratio=0.05, objective="miwae",
+                          iwae_k=int(self.k), warmup_epochs=0.0, precision=self.precision, device=str(dev),
+                          num_threads=int(self.n_threads or 0), seed=self._seed, nan_policy="rollback",
+                          early_stopping=int(self.patience) if held is not None else 0, keep_best=held is not None,
+                          time_limit_min=float(self.time_limit_min))
+        validator = None
+        if held is not None:  # the imputation error on the held-out entries, with fixed ε
             rows = held.any(1)
-            val = (x_tr[rows], x[rows], held[rows],
-                   shared_eps(N_VALID_SAMPLES, model.config.latent_dim, self._seed).to(dev))
-        gen = torch.Generator().manual_seed(self._seed + 1)
-        precision = resolve_precision(self.precision, dev)
-        best, best_err, best_step, bad, step, nan_events, lr = None, math.inf, 0, 0, 0, 0, float(self.lr)
-        snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.validation_: list[tuple[int, float]] = []
-        t0 = time.perf_counter()
-        model.train()
-        while step < total:
-            perm = torch.randperm(n, generator=gen)
-            for a in range(0, n - bs + 1, bs):
-                for g in opt.param_groups:  # cosine decay to 5% of lr
-                    g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
-                loss = miwae_loss(model, x_tr[perm[a:a + bs]], int(self.k), precision)
-                if not torch.isfinite(loss):  # roll back to the last snapshot with half the learning rate
-                    nan_events += 1
-                    if nan_events > 3:
-                        raise TrainingError(f"the MIWAE loss became NaN/inf at step {step} (after 3 rollbacks)")
-                    model.load_state_dict(snapshot)
-                    lr *= 0.5
-                    continue
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                if step % every == 0:
-                    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    if self.verbose:
-                        print(f"step {step}/{total}: loss {float(loss):.4f} ({time.perf_counter() - t0:.1f} s)")
-                if held is not None and (step % every == 0 or step == total):
-                    err = self._valid_error(model.eval(), *val)
-                    model.train()
-                    self.validation_.append((step, err))
-                    if err < best_err:
-                        best_err, best_step, bad = err, step, 0
-                        best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    else:
-                        bad += 1
-                    if self.patience and bad >= self.patience:
-                        total = step
-                if step >= total:
-                    break
-        if best is not None:
-            model.load_state_dict(best)
-        self.n_steps_, self.best_step_ = step, best_step if best is not None else step
+            validator = partial(self._valid_error, x_rows=x_tr[rows].to(dev), truth=x[rows].to(dev),
+                                held=held[rows].to(dev),
+                                eps=shared_eps(N_VALID_SAMPLES, model.config.latent_dim, self._seed).to(dev))
+        trainer = Trainer(model, cfg, progress=bool(self.verbose), validator=validator, reseed=False)
+        try:
+            hist = trainer.fit(x_tr.to(dev))
+        finally:
+            model.cpu()  # kept on the CPU; moved to the device for transform
+        self.validation_: list[tuple[int, float]] = [(int(r["step"]), float(r["val_metric"]))
+                                                     for r in hist.epochs if "val_metric" in r]
+        self.n_steps_ = hist.steps
+        self.best_step_ = int(hist.epochs[hist.best_epoch]["step"]) if held is not None and hist.best_epoch >= 0 \
+            else hist.steps
         return model.eval()
 
     # --- imputing ------------------------------------------------------------------------------------------------

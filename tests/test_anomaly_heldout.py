@@ -1,0 +1,107 @@
+"""The held-out anomaly sets (benchmarks/anomaly_heldout_sets.py) are what benchmarks/anomaly_heldout_sets.json
+says they are: documented shapes and anomaly counts, the same arrays in every process (exact for the sets built by
+selection and PyOD's generator; the GMM/KDE-generated ones to 1e-9 of their recorded sums, since BLAS may differ
+in the last bits between machines), and the benchmark's semi-supervised split is ADBench's."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXACT = ("wdbc", "wine", "digits", "pyod_clusters")
+
+
+def _bench(name: str) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    pytest.importorskip("pyod")
+    H = _bench("anomaly_heldout_sets")
+    return {name: H.load(name) for name in H.HELDOUT}
+
+
+def test_committed_list_matches_the_builders(built: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    H = _bench("anomaly_heldout_sets")
+    doc = json.loads((ROOT / "benchmarks" / "anomaly_heldout_sets.json").read_text())
+    listed = {s["name"]: s for s in doc["sets"]}
+    assert list(listed) == list(H.HELDOUT) and len(listed) >= 6
+    dev = set(_bench("anomaly_adbench").DATASETS)
+    assert not dev & set(listed), "a held-out set may not be a development set"
+    for name, (X, y) in built.items():
+        n, d, a = H.HELDOUT[name][1]
+        entry = listed[name]
+        assert X.shape == (n, d) == (entry["n"], entry["d"]) and X.dtype == np.float64, name
+        assert y.shape == (n,) and set(np.unique(y)) == {0, 1} and int(y.sum()) == a == entry["anomalies"], name
+        assert np.isfinite(X).all(), name
+        if name in EXACT:
+            assert H.digest(X, y) == entry["sha256_float64_X_then_int64_y"], name
+        else:
+            for key, value in (("sum_X", X.sum()), ("sum_abs_X", np.abs(X).sum()),
+                               ("sum_X_anomalies", X[y == 1].sum())):
+                assert value == pytest.approx(entry[key], rel=1e-9), (name, key)
+
+
+def test_builds_are_deterministic_in_process(built: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    H = _bench("anomaly_heldout_sets")
+    for name in (*EXACT, "digits_dependency"):
+        X, y = H.load(name)
+        np.testing.assert_array_equal(X, built[name][0])
+        np.testing.assert_array_equal(y, built[name][1])
+    # the GMM-based sets share one fitted mixture; a second draw from it gives the same arrays
+    X, y = H.load("digits_local")
+    np.testing.assert_array_equal(X, built["digits_local"][0])
+
+
+def test_recipes_follow_adbench(built: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    from sklearn.datasets import load_breast_cancer, load_wine
+
+    X, y = built["wdbc"]      # the 357 benign rows, all of them, are the normal class
+    benign = load_breast_cancer().data[load_breast_cancer().target == 1]
+    assert sorted(map(tuple, X[y == 0])) == sorted(map(tuple, benign))
+    X, y = built["wine"]      # classes 1 and 2 normal, 10 rows of class 0
+    w = load_wine()
+    assert sorted(map(tuple, X[y == 0])) == sorted(map(tuple, w.data[w.target != 0]))
+    assert {tuple(r) for r in X[y == 1]} <= {tuple(r) for r in w.data[w.target == 0]}
+    # global anomalies lie in [min·1.1, max·1.1] of the synthetic normal rows, feature by feature
+    X, y = built["digits_global"]
+    lo, hi = X[y == 0].min(0) * 1.1, X[y == 0].max(0) * 1.1
+    assert ((X[y == 1] >= lo - 1e-12) & (X[y == 1] <= hi + 1e-12)).all()
+    # dependency anomalies keep each feature's marginal (same KDE): no mean far outside the normal spread
+    X, y = built["digits_dependency"]
+    z = np.abs(X[y == 1].mean(0) - X[y == 0].mean(0)) / (X[y == 0].std(0) / np.sqrt((y == 1).sum()) + 1e-12)
+    assert np.median(z) < 2
+
+
+def test_semi_supervised_split_is_adbench_s(built: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    B = _bench("anomaly_adbench")
+    _, y = built["wine"]
+    X_tr, X_te, y_tr, y_te = B.split("wine", 1, "semi")
+    n_normal = int((y == 0).sum())                      # 119 → train round(59.5) = 60 normal rows
+    assert (y_tr == 0).all() and len(y_tr) == round(0.5 * n_normal) == 60
+    assert len(y_te) == n_normal - 60 + 10 and y_te.sum() == 10
+    again = B.split("wine", 2, "semi")                  # the split does not depend on the seed
+    np.testing.assert_array_equal(X_tr, again[0])
+    np.testing.assert_array_equal(X_te, again[1])
+    X_tr, X_te, y_tr, y_te = B.split("wine", 1)         # unsupervised: stratified 70/30, anomalies in train too
+    assert len(y_te) == 39 and y_tr.sum() == 7 and y_te.sum() == 3
+
+
+def test_tuning_flag_refused_on_heldout_sets(tmp_path: Path) -> None:
+    B = _bench("anomaly_adbench")
+    with pytest.raises(SystemExit, match="held-out"):
+        B.main(["--datasets", "wine", "--vaekit-params", '{"k": 1}', "--out", str(tmp_path)])

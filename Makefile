@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/vaekit demo --out demo-report
 
 test: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n 2   # 2 workers (pytest-xdist), one compute thread each
 
 clean:
 	rm -rf $(VENV) demo-report

@@ -28,11 +28,16 @@ OUT = HERE / "results" / "scale" / "stream_memory.json"
 
 
 def peak(cmd: list[str]) -> float:
-    p = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"failed: {cmd}")
+    """Peak RSS (MB) of ``cmd``, measured by GNU time around it (a child's own ru_maxrss can include the parent's
+    pages it shared before exec); without /usr/bin/time, the child's rusage."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if os.path.exists("/usr/bin/time"):
+        p = subprocess.run(["/usr/bin/time", "-f", "peak_kb=%M", *cmd], env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return int(p.stderr.rsplit("peak_kb=", 1)[1].split()[0]) / 1024
+    q = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(q.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, cmd
     return usage.ru_maxrss / 1024
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow(reason): takes tens of seconds or more; deselect with -m 'not slow'")
 
 
+# Under pytest-xdist (``make test`` runs 2 workers) each worker computes on one thread: two 2-thread pools on 2
+# cores spin against each other (benchmarks/threads.py measured 7×).
+TEST_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+
+
 @pytest.fixture(autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(TEST_THREADS)
 
 
 @pytest.fixture

@@ -107,11 +107,7 @@ def shared_eps(n_samples: int, latent_dim: int, seed: int, dtype: torch.dtype = 
 
 def _rows_per_chunk(model: VAE, chunk: int, memory_mb: float) -> int:
     """Rows per chunk so that ~3 live (chunk, rows, width) float32 tensors fit in ``memory_mb``."""
-    cfg = model.config
-    width = max(max(cfg.hidden, default=1), model.decoder.n_params * cfg.data_dim)
-    if cfg.arch in ("conv", "resnet"):  # the first transposed convolution's output map is the widest activation
-        _, h, w = cfg.input_shape
-        width = max(width, max(cfg.channels, default=1) * math.ceil(h / 2) * math.ceil(w / 2))
+    width = max(max(model.config.hidden, default=1), int(model.decoder.widest))  # the decoder knows its widest layer
     return max(1, int(memory_mb * 2**20 // (3 * chunk * width * 4)))
 
 

@@ -57,6 +57,13 @@ class Decoder(nn.Module):
     n_params: int
     data_dim: int
 
+    @property
+    def widest(self) -> int:
+        """Values per row of the widest activation (sizes the importance sampler's memory chunks): here the output
+        n_params·D or a hidden layer; convolutional decoders add their feature maps."""
+        hidden = [m.out_features for m in self.modules() if isinstance(m, nn.Linear)]
+        return max([self.n_params * self.data_dim, *hidden])
+
     @classmethod
     def from_config(cls, cfg: Any, n_params: int, out_dim: int | None = None) -> Decoder:
         """P = ``n_params`` outputs per data dimension; ``out_dim`` is the decoder width D when it is not the data's."""
@@ -121,6 +128,14 @@ class ConvEncoder(Encoder):
         return self.fc(h if cond is None else torch.cat([h, cond], 1))
 
 
+def conv_widest(cfg: Any, n_params: int) -> int:
+    """Widest activation per row of a convolutional decoder: a hidden layer, the output, or the first transposed
+    convolution's feature map (max channels × ⌈H/2⌉ × ⌈W/2⌉)."""
+    _, h, w = cfg.input_shape
+    return max(max(cfg.hidden, default=1), n_params * math.prod(cfg.input_shape),
+               max(cfg.channels, default=1) * math.ceil(h / 2) * math.ceil(w / 2))
+
+
 @DECODERS.register("conv")
 class ConvDecoder(Decoder):
     """θ = crop(convT^L(fc(z))) → (N, P, C·H·W)."""
@@ -146,6 +161,11 @@ class ConvDecoder(Decoder):
                 layers.append(activation(cfg.activation))
         self.deconv = nn.Sequential(*layers)
         self.c0, self.shape, self.n_params, self.data_dim = chans[0], (c, h, w), n_params, c * h * w
+        self._widest = conv_widest(cfg, n_params)
+
+    @property
+    def widest(self) -> int:
+        return self._widest
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]
@@ -165,6 +185,10 @@ class ColumnVariance(nn.Module):
         self.register_buffer("mask", mask, persistent=False)
         self.logvar = nn.Parameter(torch.zeros(int(mask.sum())))
         self.n_params, self.data_dim = decoder.n_params, decoder.data_dim
+
+    @property
+    def widest(self) -> int:
+        return int(self.inner.widest)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out = self.inner(z)

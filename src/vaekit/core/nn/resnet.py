@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.core.nn.blocks import DECODERS, ENCODERS, Decoder, Encoder, activation
+from vaekit.core.nn.blocks import DECODERS, ENCODERS, Decoder, Encoder, activation, conv_widest
 from vaekit.errors import VaekitError
 
 
@@ -106,6 +106,11 @@ class ResNetDecoder(Decoder):
         layers += [activation(act), nn.Conv2d(chans[-1], c * n_params, 3, padding=1)]
         self.net = nn.Sequential(*layers)
         self.c0, self.shape, self.n_params, self.data_dim = chans[0], (c, h, w), n_params, c * h * w
+        self._widest = conv_widest(cfg, n_params)
+
+    @property
+    def widest(self) -> int:
+        return self._widest
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]

@@ -190,7 +190,7 @@ def _encode_part(part: Any, model: Any, columns: list[Any], logvar: bool, n_thre
     model.eval()
     with torch.no_grad(), thread_limit(n_threads):
         mu, lv = model.encode(x)
-    return _encode_frame(part.index, mu.numpy(), lv.numpy() if logvar else None)
+    return _encode_frame(part.index, mu.cpu().numpy(), lv.cpu().numpy() if logvar else None)
 
 
 def encode(ddf: Any, model: Any, columns: Sequence[str] | None = None, logvar: bool = False,

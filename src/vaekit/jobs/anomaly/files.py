@@ -132,6 +132,27 @@ def _score_chunk(det: VAEAnomalyDetector, chunk: Any, src: str) -> tuple[np.ndar
         raise DataError(f"{src}: {msg[3:] if msg.startswith('X: ') else msg}") from None
 
 
+def check_score_paths(data: str | os.PathLike[str], out: str | os.PathLike[str],
+                      plot: str | os.PathLike[str] | None) -> tuple[Path, Path, Path | None]:
+    """The output table (.csv/.parquet, not the input) and the histogram (.png, neither of them) of a scoring run,
+    checked before anything is read → (out, data, plot) as paths."""
+    out, data = Path(out), Path(data)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise DataError(f"{out}: output must end in .csv or .parquet")
+    check_target(out)
+    if data.exists() and out.resolve() == data.resolve():
+        raise DataError(f"{out}: refusing to overwrite the input table; choose another output path")
+    if plot is None:
+        return out, data, None
+    plot = Path(plot)
+    if plot.suffix.lower() != ".png":
+        raise DataError(f"{plot}: the score histogram is a PNG; give the file a .png name")
+    check_target(plot)
+    if plot.resolve() in (out.resolve(), data.resolve()):
+        raise DataError(f"{plot}: the histogram would replace the scores or the input; choose another path")
+    return out, data, plot
+
+
 def score_file(detector: VAEAnomalyDetector | str | os.PathLike[str], data: str | os.PathLike[str],
                out: str | os.PathLike[str], chunksize: int = 50_000, id_column: str | None = None, top: int = 3,
                plot: str | os.PathLike[str] | None = None, plot_sample: int = 200_000,
@@ -147,19 +168,7 @@ def score_file(detector: VAEAnomalyDetector | str | os.PathLike[str], data: str 
     check_is_fitted(det, "models_")
     if chunksize < 1:
         raise DataError(f"chunksize must be >= 1, got {chunksize}")
-    out, data = Path(out), Path(data)
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise DataError(f"{out}: output must end in .csv or .parquet")
-    check_target(out)
-    if data.exists() and out.resolve() == data.resolve():
-        raise DataError(f"{out}: refusing to overwrite the input table; choose another output path")
-    if plot is not None:
-        plot = Path(plot)
-        if plot.suffix.lower() != ".png":
-            raise DataError(f"{plot}: the score histogram is a PNG; give the file a .png name")
-        check_target(plot)
-        if plot.resolve() in (out.resolve(), data.resolve()):
-            raise DataError(f"{plot}: the histogram would replace the scores or the input; choose another path")
+    out, data, plot = check_score_paths(data, out, plot)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = new_temp_file(out)  # mode from the umask; a killed run's stale temp of this output is removed
     reservoir, t0, n, n_out, start = _Reservoir(plot_sample), time.perf_counter(), 0, 0, 0

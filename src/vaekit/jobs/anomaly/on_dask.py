@@ -6,16 +6,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vaekit import dask as vdask
 from vaekit.errors import DataError
-from vaekit.files import check_target
 from vaekit.jobs.anomaly.detector import VAEAnomalyDetector
-from vaekit.jobs.anomaly.files import _Reservoir, _string_columns
+from vaekit.jobs.anomaly.files import _Reservoir, _string_columns, check_score_paths
 from vaekit.plots import save_histogram
 
 
@@ -25,17 +23,7 @@ def score_file_dask(det: VAEAnomalyDetector, data: str | os.PathLike[str], out: 
                     drop: Sequence[str] = ()) -> dict[str, Any]:
     """Score DATA on the Dask scheduler at ``address`` ('local' starts a LocalCluster; None: the active Client or
     Dask's local scheduler) → ``out`` with columns [id], score, label, top_columns, as ``score_file`` writes."""
-    out, data = Path(out), Path(data)
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise DataError(f"{out}: output must end in .csv or .parquet")
-    check_target(out)
-    if data.exists() and out.resolve() == data.resolve():
-        raise DataError(f"{out}: refusing to overwrite the input table; choose another output path")
-    if plot is not None:
-        plot = Path(plot)
-        if plot.suffix.lower() != ".png":
-            raise DataError(f"{plot}: the score histogram is a PNG; give the file a .png name")
-        check_target(plot)
+    out, data, plot = check_score_paths(data, out, plot)
     reservoir, counts = _Reservoir(plot_sample), {"outliers": 0}
 
     def seen(df: Any) -> None:

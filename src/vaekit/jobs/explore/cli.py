@@ -160,7 +160,7 @@ def embed(
     if out.suffix.lower() != ".png":
         raise VaekitError(f"{out}: the embedding scatter is a PNG; give the file a .png name")
     model, x, c, y = _model_and_data(model_dir, data, split, limit)
-    xy = explore.embed(explore.encode(model, x, c).numpy(), method)
+    xy = explore.embed(explore.encode(model, x, c).cpu().numpy(), method)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,7 +247,7 @@ def kl(
     res = explore.kl_per_dimension(model, x, c)
     f = _factors(factors, len(x)) if factors is not None else y
     if f is not None and model.config.latent_dim >= 2:
-        res["mig"] = explore.mig(explore.encode(model, x, c).numpy(), f)
+        res["mig"] = explore.mig(explore.encode(model, x, c).cpu().numpy(), f)
     typer.echo(json.dumps(res))
 
 

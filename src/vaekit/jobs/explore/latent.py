@@ -169,7 +169,7 @@ def overview(model: VAE, x: torch.Tensor | None, c: torch.Tensor | None = None, 
     order = [int(i) for i in np.argsort(-np.asarray(kl), kind="stable")] if kl is not None else list(range(d))
     n = min(len(x), max_points)
     z = torch.cat([encode(model, x[i:min(i + batch_size, n)], None if c is None else c[i:min(i + batch_size, n)])
-                   for i in range(0, n, batch_size)]).numpy().astype(np.float64)
+                   for i in range(0, n, batch_size)]).cpu().numpy().astype(np.float64)
     if n >= 3 and d >= 3:
         xy, axes = embed(z, "pca"), ["principal component 1", "principal component 2"]
     else:

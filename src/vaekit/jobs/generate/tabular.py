@@ -274,7 +274,7 @@ class TabularGenerator(BaseEstimator):
                     parts.append(lik.sample(tempered(lik, params, float(temperature)), gen)[:, :self.schema_.value_dim])
             finally:
                 model.cpu()
-        rows = self.schema_.decode(torch.cat(parts).numpy())
+        rows = self.schema_.decode(torch.cat(parts).cpu().numpy())
         if cond is not None:
             rows = pd.concat([rows, cond.reset_index(drop=True)], axis=1)
         return restore(rows[self.columns_], self.dtypes_, self.ranges_, bool(self.clip), self.category_orders_)

@@ -348,7 +348,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self._validate(df)
             return self._complete(X, df, miss, np.zeros(0, dtype=int), None)
         rows, mean, _ = self._posterior(df, miss)
-        return self._complete(X, df, miss, rows, self.schema_.decode(mean.numpy()))
+        return self._complete(X, df, miss, rows, self.schema_.decode(mean.cpu().numpy()))
 
     def multiple_imputations(self, X: Any, m: int = 5, seed: int | None = None) -> list[Any]:
         """m completed copies of X; missing entries drawn by sampling-importance-resampling from p(x_mis | x_obs)."""
@@ -364,7 +364,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self._validate(df)
             return [(df, miss, np.zeros(0, dtype=int), None)] * m, None
         rows, mean, draws = self._posterior(df, miss, m, seed)
-        return [(df, miss, rows, self.schema_.decode(d.numpy())) for d in draws], (rows, mean)
+        return [(df, miss, rows, self.schema_.decode(d.cpu().numpy())) for d in draws], (rows, mean)
 
     def uncertainty(self, X: Any, m: int = 100, seed: int | None = None) -> Any:
         """Per entry: sd of m SIR draws (continuous, column units) or 1 − p(imputed value | x_obs); 0 if observed."""
@@ -382,10 +382,10 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     v = np.stack([d[3].iloc[:, j].to_numpy(dtype=np.float64) for d in draws])
                     u = v.std(0)
                 elif c.kind == "binary":
-                    p = mean[:, first[j]].numpy()
+                    p = mean[:, first[j]].cpu().numpy()
                     u = np.minimum(p, 1 - p)
                 else:
-                    u = 1 - mean[:, first[j]:first[j] + c.width].max(1).values.numpy()
+                    u = 1 - mean[:, first[j]:first[j] + c.width].max(1).values.cpu().numpy()
                 out[rows, j] = np.where(miss[rows, j], u, 0.0)
         if _is_frame(X):
             return pd.DataFrame(out, columns=X.columns, index=X.index)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.core.nn.blocks import DECODERS, ENCODERS, Decoder, Encoder, activation, conv_widest
+from vaekit.core.nn.blocks import DECODERS, ENCODERS, ConvDecoder, Decoder, Encoder, activation, conv_widest
 from vaekit.errors import VaekitError
 
 
@@ -81,15 +81,12 @@ class ResNetEncoder(Encoder):
 
 
 @DECODERS.register("resnet")
-class ResNetDecoder(Decoder):
-    """θ = crop(conv3×3((resblocks ∘ convT_stride2)^L(fc(z ⊕ c)))) → (…, N, P, C·H·W)."""
-
-    @classmethod
-    def from_config(cls, cfg: Any, n_params: int, out_dim: int | None = None) -> Decoder:
-        return cls(cfg, n_params)
+class ResNetDecoder(ConvDecoder):
+    """θ = crop(conv3×3((resblocks ∘ convT_stride2)^L(fc(z ⊕ c)))) → (…, N, P, C·H·W); crop, reshape and the widest
+    activation as :class:`ConvDecoder`, with residual blocks in the upsampling path."""
 
     def __init__(self, cfg: Any, n_params: int) -> None:
-        super().__init__()
+        Decoder.__init__(self)  # not ConvDecoder's layers: this decoder builds its own
         c, h, w = cfg.input_shape
         levels = len(cfg.channels)
         self.h0, self.w0 = math.ceil(h / 2**levels), math.ceil(w / 2**levels)
@@ -109,12 +106,6 @@ class ResNetDecoder(Decoder):
         self._widest = conv_widest(cfg, n_params)
 
     @property
-    def widest(self) -> int:
-        return self._widest
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        lead = z.shape[:-1]
-        y = self.fc(z.reshape(-1, z.shape[-1])).view(-1, self.c0, self.h0, self.w0)
-        c, h, w = self.shape
-        y = self.net(y)[:, :, :h, :w]
-        return y.reshape(*lead, self.n_params, c * h * w)
+    def deconv(self) -> nn.Module:  # type: ignore[override]
+        """The upsampling path ConvDecoder.forward runs (stored as ``net``: the saved weights' key)."""
+        return self.net

@@ -11,7 +11,7 @@ their bounds. The cases run through the real CLI entry point (``vaekit.cli.main.
 ``vaekit`` and ``python -m vaekit.cli``): one driver process imports vaekit once and forks one child per case, so
 each case's peak RSS (``os.wait4``) and time are its own while the suite costs one interpreter start. Each child
 runs under an address-space limit of its start size + 4 GiB, so a regression fails fast instead of swapping.
-``tests/test_hostile.py`` runs the same list.
+``tests/cli/test_hostile.py`` runs the same list.
 """
 from __future__ import annotations
 

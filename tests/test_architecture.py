@@ -77,3 +77,24 @@ def test_contract_can_fail(tmp_path: Path) -> None:
             return {"a": {"b"}, "b": {"c"}, "c": {"a"}}[m]
 
     assert _cycles(G()) == [["a", "b", "c"]]
+
+
+def test_tests_mirror_the_package() -> None:
+    """Every sub-package of src/vaekit with modules of its own has a test folder at the same place (the lowest
+    layer's modules, errors/registry/files/runtime/web, are tested in tests/base/), and no test file sits at the top
+    except the whole-package checks."""
+    src = ROOT / "src" / "vaekit"
+    tests = ROOT / "tests"
+    missing = []
+    for pkg in sorted(p for p in src.rglob("__init__.py")):
+        rel = pkg.parent.relative_to(src)
+        if rel == Path(".") or not any(m.name != "__init__.py" for m in pkg.parent.glob("*.py")):
+            continue
+        # a nested package (core/nn, deploy/serve, the compress helpers) is covered by its parent's folder
+        top = rel.parts[:2] if rel.parts[0] == "jobs" else rel.parts[:1]
+        if not (tests.joinpath(*top)).is_dir() or not any(tests.joinpath(*top).glob("test_*.py")):
+            missing.append("/".join(top))
+    assert not missing, f"packages without a mirrored test folder: {sorted(set(missing))}"
+    assert any((tests / "base").glob("test_*.py"))
+    top_level = sorted(p.name for p in tests.glob("test_*.py"))
+    assert top_level == ["test_architecture.py", "test_readme_examples.py"], top_level

@@ -84,11 +84,11 @@ def train(
     """Train a VAE (default: the measured best recipe, IWAE k=10 + KL warm-up + cosine + bf16 where native); the best
     model by the validation bound is written to OUT/model. Same seed, same bytes; --resume after any stop gives
     the uninterrupted result."""
-    mcfg = ModelConfig(latent_dim=latent_dim, arch=arch, hidden=ints(hidden, "hidden"),
-                       channels=ints(channels, "channels"), activation=activation, likelihood=likelihood,
-                       n_categories=n_categories, input_shape=(1, 8, 8) if arch in ("conv", "resnet") else (1,),
-                       prior=prior, prior_components=prior_components, stochastic_layers=stochastic_layers,
-                       posterior=posterior, flow_steps=flow_steps)
+    mcfg = ModelConfig.before_data(latent_dim=latent_dim, arch=arch, hidden=ints(hidden, "hidden"),
+                                   channels=ints(channels, "channels"), activation=activation,
+                                   likelihood=likelihood, n_categories=n_categories, prior=prior,
+                                   prior_components=prior_components, stochastic_layers=stochastic_layers,
+                                   posterior=posterior, flow_steps=flow_steps)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                        schedule=schedule, objective=objective, iwae_k=k, beta=beta, warmup_epochs=warmup,
                        free_bits=free_bits, binarize=binarize, precision=precision, early_stopping=early_stopping,

@@ -198,6 +198,14 @@ class ModelConfig:
         PRIORS.get(self.prior).check_config(self)
         POSTERIORS.get(self.posterior).check_config(self)
 
+    @classmethod
+    def before_data(cls, **settings: Any) -> ModelConfig:
+        """The settings checked now, before the data's shape is known: input_shape is a stand-in of the rank the
+        architecture takes (its encoder's ``example_shape``) until ``replace(cfg, input_shape=...)`` sets it."""
+        arch = settings.get("arch", cls.arch)
+        ENCODERS.check(arch)
+        return cls(input_shape=ENCODERS.get(arch).example_shape, **settings)
+
     def _check_sizes(self) -> None:
         """Sizes from an untrusted config.json: integers (no floats/bools) in range, finite floats, and at most
         MAX_PARAMETERS weights estimated from the sizes alone, so nothing is allocated for a hostile config."""

@@ -14,7 +14,7 @@ import torch
 
 from vaekit.core.inference import log_weights
 from vaekit.core.model import VAE
-from vaekit.runtime import autocast
+from vaekit.runtime import all_reduce, autocast
 
 ACTIVE_VARIANCE = 1e-2  # a latent unit is active when Var_x[μ_u(x)] exceeds this (Burda et al. 2015)
 
@@ -85,3 +85,46 @@ def per_example_scores(model: VAE, x: torch.Tensor, k: int = 1, batch_size: int 
         lw, _, _ = log_weights(model, x[i:i + batch_size], k, cb, gen)
         out.append(-(torch.logsumexp(lw, 0) - math.log(k)))
     return torch.cat(out).cpu().numpy()
+
+
+@torch.no_grad()
+def validate(model: VAE, x: torch.Tensor, c: torch.Tensor | None, batch_size: int, precision: str,
+             seed: int, k: int = 1) -> dict[str, float]:
+    """Mean ELBO terms on held-out data with a fixed-seed draw (does not touch the global RNG);
+    with k > 1 also the IWAE bound ``iwae`` = E log (1/k) Σ w_i."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)  # CPU draws, moved to the device: same on every device
+    tot = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
+    if k > 1:
+        tot["iwae"] = 0.0
+        for i in range(0, len(x), batch_size):
+            cb = None if c is None else c[i:i + batch_size]
+            lw, _, _ = log_weights(model, x[i:i + batch_size], k, cb, gen, precision)
+            tot["iwae"] += float((torch.logsumexp(lw, 0) - math.log(k)).sum())
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        cb = None if c is None else c[i:i + batch_size]
+        with autocast(precision, xb.device):
+            out = model(xb, cb, generator=gen)
+        log_px = model.log_px(out.params.float(), xb)
+        kl = model.analytic_kl(out.mu.float(), out.logvar.float())
+        kl = kl.sum(-1) if kl is not None else (out.log_qz - out.log_pz).float()
+        tot["elbo"] += float((log_px - kl).sum())
+        tot["recon"] += float(-log_px.sum())
+        tot["kl"] += float(kl.sum())
+    model.train()
+    return {k: v / len(x) for k, v in tot.items()}
+
+
+def validate_sharded(model: VAE, x: torch.Tensor, c: torch.Tensor | None, batch_size: int, precision: str,
+                     seed: int, k: int, rank: int, size: int) -> dict[str, float]:
+    """:func:`validate` with the rows split over the ranks (rank r takes rows r, r+size, …) and the sums reduced,
+    so every rank gets the same figures."""
+    if size == 1:
+        return validate(model, x, c, batch_size, precision, seed, k)
+    xs, cs = x[rank::size], None if c is None else c[rank::size]
+    part = validate(model, xs, cs, batch_size, precision, seed + rank, k) if len(xs) else {}
+    keys = ["elbo", "recon", "kl"] + (["iwae"] if k > 1 else [])
+    tot = all_reduce(torch.tensor([part.get(key, 0.0) * len(xs) for key in keys], dtype=torch.float64,
+                                  device=x.device))
+    return {key: float(v) / len(x) for key, v in zip(keys, tot.tolist())}

@@ -10,8 +10,6 @@ keep-best / early stopping → atomic checkpoint (model, optimizer, scheduler, R
 from __future__ import annotations
 
 import copy
-import csv
-import io as _io
 import math
 import time
 import warnings
@@ -26,9 +24,10 @@ from tqdm.auto import tqdm
 from vaekit.core.batches import Batches, make_batches
 from vaekit.core.checkpoint import load_checkpoint, save_checkpoint, save_model
 from vaekit.core.config import TrainConfig
-from vaekit.core.inference import log_weights
+from vaekit.core.evaluate import validate_sharded
 from vaekit.core.model import VAE
 from vaekit.core.objectives import LossOutput, make_objective
+from vaekit.core.runlog import TensorBoardLog, write_metrics
 from vaekit.core.schedule import (
     halve_lr,
     make_optimizer,
@@ -39,7 +38,6 @@ from vaekit.core.schedule import (
 )
 from vaekit.data.transforms import BatchTransform
 from vaekit.errors import CheckpointError, TrainingError, VaekitError
-from vaekit.files import atomic_write_text
 from vaekit.runtime import (
     all_gather,
     all_reduce,
@@ -85,49 +83,6 @@ class _Loss(torch.nn.Module):
         return out.loss, out.recon, out.kl
 
 
-@torch.no_grad()
-def validate(model: VAE, x: torch.Tensor, c: torch.Tensor | None, batch_size: int, precision: str,
-             seed: int, k: int = 1) -> dict[str, float]:
-    """Mean ELBO terms on held-out data with a fixed-seed draw (does not touch the global RNG);
-    with k > 1 also the IWAE bound ``iwae`` = E log (1/k) Σ w_i."""
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)  # CPU draws, moved to the device: same on every device
-    tot = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
-    if k > 1:
-        tot["iwae"] = 0.0
-        for i in range(0, len(x), batch_size):
-            cb = None if c is None else c[i:i + batch_size]
-            lw, _, _ = log_weights(model, x[i:i + batch_size], k, cb, gen, precision)
-            tot["iwae"] += float((torch.logsumexp(lw, 0) - math.log(k)).sum())
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
-        cb = None if c is None else c[i:i + batch_size]
-        with autocast(precision, xb.device):
-            out = model(xb, cb, generator=gen)
-        log_px = model.log_px(out.params.float(), xb)
-        kl = model.analytic_kl(out.mu.float(), out.logvar.float())
-        kl = kl.sum(-1) if kl is not None else (out.log_qz - out.log_pz).float()
-        tot["elbo"] += float((log_px - kl).sum())
-        tot["recon"] += float(-log_px.sum())
-        tot["kl"] += float(kl.sum())
-    model.train()
-    return {k: v / len(x) for k, v in tot.items()}
-
-
-def validate_sharded(model: VAE, x: torch.Tensor, c: torch.Tensor | None, batch_size: int, precision: str,
-                     seed: int, k: int, rank: int, size: int) -> dict[str, float]:
-    """:func:`validate` with the rows split over the ranks (rank r takes rows r, r+size, …) and the sums reduced,
-    so every rank gets the same figures."""
-    if size == 1:
-        return validate(model, x, c, batch_size, precision, seed, k)
-    xs, cs = x[rank::size], None if c is None else c[rank::size]
-    part = validate(model, xs, cs, batch_size, precision, seed + rank, k) if len(xs) else {}
-    keys = ["elbo", "recon", "kl"] + (["iwae"] if k > 1 else [])
-    tot = all_reduce(torch.tensor([part.get(key, 0.0) * len(xs) for key in keys], dtype=torch.float64,
-                                  device=x.device))
-    return {key: float(v) / len(x) for key, v in zip(keys, tot.tolist())}
-
-
 class Trainer:
     """Fits a VAE — or any module an ``objective`` scores. ``out_dir`` receives checkpoint.safetensors, metrics.csv
     and the best model in ``model/``.
@@ -167,6 +122,7 @@ class Trainer:
         self.per_step = config.max_steps > 0 or config.steps_per_round > 0  # rounds of steps, lr set per step
         self.scheduler = make_scheduler(self.optimizer, config, per_step=self.per_step)
         self.history = History()
+        self._tb: TensorBoardLog | None = None
 
     # --- state ----------------------------------------------------------------------------------
     def _checkpoint(self, pos: dict[str, Any], batches: Batches, data_gen: torch.Generator,
@@ -210,11 +166,7 @@ class Trainer:
     def _write_metrics(self) -> None:
         if self.out_dir is None or not self.history.epochs or not self.world.main:
             return
-        buf = _io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(self.history.epochs[0].keys()))
-        w.writeheader()
-        w.writerows(self.history.epochs)
-        atomic_write_text(self.out_dir / METRICS, buf.getvalue())
+        write_metrics(self.out_dir / METRICS, self.history.epochs)
 
     def _resume(self, data_gen: torch.Generator, batches: Batches) -> dict[str, Any]:
         """Restore a checkpoint in place → the position to continue from (round, step, sums, best, …)."""
@@ -386,8 +338,9 @@ class Trainer:
             elif epoch + 1 >= n_rounds:
                 finished = "max_steps" if cfg.max_steps else "epochs"
             self._checkpoint({"epoch": epoch, "finished": finished}, batches, data_gen, best_state, elapsed, patience)
-            if self.world.main:
-                self._tensorboard(row)
+            if self.world.main and self.out_dir is not None:
+                self._tb = self._tb or TensorBoardLog(self.out_dir / "tensorboard")
+                self._tb.add(row)
             if self.on_epoch is not None and self.world.main:
                 self.on_epoch(row)
             epoch += 1
@@ -421,23 +374,6 @@ class Trainer:
             metric = float(self.validator(self.model))
         self.model.train()
         return metric
-
-    def _tensorboard(self, row: dict[str, float]) -> None:
-        """Scalars to ``out_dir/tensorboard`` when the tensorboard package is installed (optional)."""
-        if self.out_dir is None:
-            return
-        if not hasattr(self, "_tb"):
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
-            except ImportError:
-                self._tb = None
-        if self._tb is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    self._tb.add_scalar(key, value, int(row["epoch"]))
-            self._tb.flush()
 
     def _on_nan(self, epoch: int, step: int, global_step: int,
                 snapshot: tuple[dict[str, Any], dict[str, Any]]) -> None:

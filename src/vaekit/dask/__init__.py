@@ -17,7 +17,7 @@ would oversubscribe the cores); the shipped copy has ``n_threads`` set to that, 
 
 Results equal the in-process ones: a row's score or imputation does not depend on the batch it is computed in
 (see :mod:`vaekit.jobs.anomaly.detector`, :mod:`vaekit.jobs.impute.imputer`), so ``score(ddf, det)`` gives exactly
-``det.decision_function(df)`` (tests/test_dask.py). :func:`generate` seeds partition i with the i-th child of
+``det.decision_function(df)`` (tests/dask/test_dask.py). :func:`generate` seeds partition i with the i-th child of
 ``numpy.random.SeedSequence(seed)`` (:func:`partition_seeds`): the rows depend on ``(seed, npartitions)`` only, not
 on the scheduler, the number of workers or the order in which partitions run.
 

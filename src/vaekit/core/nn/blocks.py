@@ -41,6 +41,7 @@ class Encoder(nn.Module):
     """x (N, *input_shape) → h (N, out_dim); subclasses set ``out_dim`` and register with ``@ENCODERS.register``."""
 
     out_dim: int
+    example_shape: tuple[int, ...] = (1,)  # a data shape of the rank this architecture takes (configs made before the data)
 
     @classmethod
     def from_config(cls, cfg: Any) -> Encoder:
@@ -100,6 +101,8 @@ class MLPDecoder(Decoder):
 @ENCODERS.register("conv")
 class ConvEncoder(Encoder):
     """h = MLP(flatten(conv_stride2^L(x))) for (C, H, W) images of any size."""
+
+    example_shape = (1, 8, 8)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

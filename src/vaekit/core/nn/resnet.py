@@ -54,6 +54,8 @@ def resnet_parameter_count(cfg: Any, n_params: int) -> int:
 class ResNetEncoder(Encoder):
     """h = act(fc(flatten(resblocks ∘ conv_stride2)^L(x) ⊕ c))."""
 
+    example_shape = (1, 8, 8)
+
     @classmethod
     def check_config(cls, cfg: Any) -> None:
         _check(cfg)

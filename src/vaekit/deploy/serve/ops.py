@@ -11,7 +11,7 @@ from the same row in a batch of 50 in the last bits), and a fixed block removes 
 longer depend on how many rows shared its pass. What remains is the position of a row in its block: elementwise
 kernels run SIMD over most elements and a scalar loop over a tensor's remainder, which can differ by one float32
 ulp (seen on a 3-dimensional latent's softplus). So a batched answer equals the unbatched one to float32 rounding
-(tests/test_serve_api.py: |difference| ≤ 1e-6 relative), and on layers whose widths are multiples of the SIMD width
+(tests/deploy/test_serve.py: |difference| ≤ 1e-6 relative), and on layers whose widths are multiples of the SIMD width
 it is byte-identical (benchmarks/serve_load.py, the MNIST VAE: 2,000 of 2,000 answers). A request's own answer is
 deterministic: the same request gives the same bytes, batched with any others or alone, up to that ulp.
 """

@@ -22,7 +22,7 @@ interpolation; every symbol gets a frequency ≥ 1 and C is strictly increasing.
 Residual risk: an elementary-function implementation erring by more than the margin (≈ 64 ulp), non-IEEE
 arithmetic (x87 extended precision, flush-to-zero of subnormals; none arise in the ranges used), or a conv
 algorithm that is not a sum of products (FFT/Winograd); the file's data digest turns any of these into a loud
-error, never silent wrong data. The tables' digests are pinned by tests/test_bitsback_golden.py.
+error, never silent wrong data. The tables' digests are pinned by tests/jobs/compress/test_golden.py.
 """
 from __future__ import annotations
 

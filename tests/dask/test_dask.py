@@ -23,6 +23,7 @@ import vaekit
 import vaekit.dask as vdask
 from tests.helpers import run_cli
 from vaekit.errors import DataError, VaekitError
+from tests.conftest import ROOT
 
 LOADS = 0  # deserializations of a CountingDetector in this process (read on the workers by client.run)
 
@@ -61,7 +62,7 @@ def _table(n: int, seed: int) -> pd.DataFrame:
 def client() -> Any:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
             distributed.Client(cl) as c:
-        c.run(_path_to, str(Path(__file__).resolve().parents[1]))  # workers can import tests.test_dask (counter)
+        c.run(_path_to, str(ROOT))  # workers can import tests.dask.test_dask (counter)
         yield c
 
 

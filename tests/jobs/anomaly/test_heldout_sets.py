@@ -12,8 +12,8 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EXACT = ("wdbc", "wine", "digits", "pyod_clusters")
 
 

@@ -11,13 +11,13 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import _check_name, estimator_checks_generator
 
-from tests.test_anomaly import EXPECTED_FAILURES as ANOMALY_EXPECTED_FAILURES
+from tests.jobs.anomaly.test_detector import EXPECTED_FAILURES as ANOMALY_EXPECTED_FAILURES
 from vaekit import VAEAnomalyDetector, VAEImputer
 from vaekit.core.budget import MIN_STEPS, scaled_steps
 from vaekit.errors import VaekitError
 from vaekit.jobs.generate.tabular import TabularGenerator
 
-# The checks that tests/test_anomaly.py and tests/test_impute.py mark as expected failures (PyOD's label convention
+# The checks that tests/jobs/anomaly/test_detector.py and tests/jobs/impute/test_imputer.py mark as expected failures (PyOD's label convention
 # for the detector; none for the imputer and the generator). They are not run here: they fail by design.
 EXPECTED = {"VAEAnomalyDetector": ANOMALY_EXPECTED_FAILURES, "VAEImputer": {}, "TabularGenerator": {}}
 

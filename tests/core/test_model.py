@@ -48,3 +48,23 @@ def test_conditional_model_uses_condition():
     assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="conditional"):
         m.decode(z)
+
+
+def test_config_before_data_takes_the_arch_rank_from_the_registry() -> None:
+    """The CLI builds the model settings before reading the data: the stand-in shape comes from the encoder's
+    registry entry (no switch on the arch name), bad names are refused at once, and the real shape replaces it."""
+    from dataclasses import replace
+
+    from vaekit.core.nn.blocks import ENCODERS
+    from vaekit.errors import VaekitError
+
+    for arch in ("mlp", "conv", "resnet"):
+        cfg = ModelConfig.before_data(arch=arch, latent_dim=4)
+        assert cfg.input_shape == ENCODERS.get(arch).example_shape
+        assert len(cfg.input_shape) == (3 if arch != "mlp" else 1)
+    shaped = replace(ModelConfig.before_data(arch="conv"), input_shape=(3, 16, 16))
+    assert VAE(shaped).encode(torch.zeros(2, 3, 16, 16))[0].shape == (2, shaped.latent_dim)
+    with pytest.raises(VaekitError, match="arch"):
+        ModelConfig.before_data(arch="transformer")
+    with pytest.raises(VaekitError, match="prior"):
+        ModelConfig.before_data(prior="nope")

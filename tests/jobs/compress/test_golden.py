@@ -13,16 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARED
+from tests.conftest import ROOT, SHARED
 from vaekit.core.checkpoint import load_model
 from vaekit.errors import CorruptFileError
 from vaekit.jobs.compress import fixedpoint as fx
 from vaekit.jobs.compress.bitsback import BitsBackCodec
 from vaekit.jobs.compress.container import pack, unpack
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sha(b: bytes) -> str:

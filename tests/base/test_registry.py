@@ -20,8 +20,9 @@ from vaekit.core.priors import PRIORS, Prior
 from vaekit.errors import CheckpointError, VaekitError
 from vaekit.files import document_digest
 from vaekit.registry import Registry
+from tests.conftest import ROOT
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def _readme_example() -> str:

@@ -17,7 +17,7 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not
 uvicorn = pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
 
-ARTIFACTS = Path(os.environ.get("VAEKIT_TEST_ARTIFACTS") or Path(__file__).resolve().parent / "artifacts")
+ARTIFACTS = Path(os.environ.get("VAEKIT_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "artifacts")
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 N_EXAMPLES = 12

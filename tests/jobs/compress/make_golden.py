@@ -1,8 +1,8 @@
-"""Regenerate the golden bits-back files of tests/test_bitsback_golden.py (and the small trained models they use).
+"""Regenerate the golden bits-back files of tests/jobs/compress/test_golden.py (and the small trained models they use).
 
-    python tests/data/make_golden.py              # refuses to replace existing golden files
-    python tests/data/make_golden.py --overwrite  # after a deliberate change of the coder's arithmetic
-    python tests/data/make_golden.py --overwrite --keep-models   # re-encode only, with the committed models
+    python tests/jobs/compress/make_golden.py              # refuses to replace existing golden files
+    python tests/jobs/compress/make_golden.py --overwrite  # after a deliberate change of the coder's arithmetic
+    python tests/jobs/compress/make_golden.py --overwrite --keep-models   # re-encode only, with the committed models
 
 Models (trained here on ../shared/data, one thread, ~1–2 min each; committed as test data):
   mnist8 — 8-bit MNIST, discretized logistic, MLP 784-64-16 (elu);  bmnist — binarized MNIST, Bernoulli, 784-64-16 (tanh);
@@ -27,7 +27,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
-SHARED = HERE.parents[2] / "shared" / "data"
+SHARED = HERE.parents[4] / "shared" / "data"
 
 # name → model, data source (file, key, count) or None (synthetic), latent bits, lanes
 FILES = {

@@ -10,7 +10,7 @@ from vaekit.core.preprocess import prepare
 from vaekit.data import infer_image_shape, load_array, load_splits
 from vaekit.errors import DataError
 
-from .conftest import SHARED
+from tests.conftest import SHARED
 
 
 def _idx_bytes(arr: np.ndarray) -> bytes:

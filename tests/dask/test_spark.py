@@ -2,7 +2,7 @@
 
 Opt-in (``VAEKIT_SPARK=1``), as a JVM start costs 30-80 s on 2 shared cores and the full suite has a 10-minute
 budget; skipped cleanly without PySpark or a Java runtime. Ran and passed with PySpark 4.3.0 and OpenJDK 17:
-``VAEKIT_SPARK=1 python -m pytest tests/test_spark.py``.
+``VAEKIT_SPARK=1 python -m pytest tests/dask/test_spark.py``.
 """
 from __future__ import annotations
 

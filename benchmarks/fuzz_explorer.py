@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +23,9 @@ import torch
 from vaekit.core.config import ModelConfig
 from vaekit.core.model import VAE
 from vaekit.files import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fuzz_tally import Tally  # noqa: E402
 
 SECONDS_LIMIT = 2.0
 RSS_LIMIT_MB = 1500.0
@@ -139,9 +142,7 @@ def run(cases: int, seed: int) -> dict[str, Any]:
     torch.set_num_threads(1)
     client = build_client()
     rng = np.random.default_rng(seed)
-    counts: dict[str, int] = {}
-    failures: list[str] = []
-    worst, worst_case, t0 = 0.0, "", time.perf_counter()
+    tally = Tally(SECONDS_LIMIT, RSS_LIMIT_MB)
     for case in range(cases):
         req = make_request(rng)
         what = req.pop("what")
@@ -150,7 +151,7 @@ def run(cases: int, seed: int) -> dict[str, Any]:
             status = client.request(**req).status_code
             outcome = str(status)
             if status >= 500:
-                failures.append(f"case {case} ({what}): status {status}")
+                tally.fail(case, what, f"status {status}")
         except Exception as e:  # noqa: BLE001 - the client could not send it (an invalid header value …)
             from httpx import HTTPError, InvalidURL, LocalProtocolError
 
@@ -158,21 +159,9 @@ def run(cases: int, seed: int) -> dict[str, Any]:
                 outcome = f"not sent ({type(e).__name__})"
             else:
                 outcome = f"CRASH {type(e).__name__}"
-                failures.append(f"case {case} ({what}): {type(e).__name__}: {str(e)[:300]}")
-        dt = time.perf_counter() - t
-        if dt > worst:
-            worst, worst_case = dt, what
-        if dt > SECONDS_LIMIT:
-            failures.append(f"case {case} ({what}): took {dt:.2f} s (limit {SECONDS_LIMIT} s)")
-        counts[outcome] = counts.get(outcome, 0) + 1
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if peak_mb > RSS_LIMIT_MB:
-        failures.append(f"peak RSS {peak_mb:.0f} MB over the {RSS_LIMIT_MB:.0f} MB limit")
-    return {"target": "explorer endpoints (create_app via fastapi TestClient, Host 127.0.0.1)", "cases": cases,
-            "seed": seed, "outcomes": dict(sorted(counts.items())), "failures": len(failures),
-            "failure_examples": failures[:50], "worst_case_seconds": round(worst, 4), "worst_case": worst_case,
-            "total_seconds": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(peak_mb, 1),
-            "limits": {"seconds_per_case": SECONDS_LIMIT, "peak_rss_mb": RSS_LIMIT_MB}}
+                tally.fail(case, what, f"{type(e).__name__}: {str(e)[:300]}")
+        tally.record(case, what, outcome, time.perf_counter() - t)
+    return tally.summary("explorer endpoints (create_app via fastapi TestClient, Host 127.0.0.1)", cases, seed)
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import sys
 import shutil
 import signal
 import tempfile
@@ -33,6 +33,9 @@ from vaekit.core.config import ModelConfig
 from vaekit.core.model import VAE
 from vaekit.errors import VaekitError
 from vaekit.files import atomic_write_text, document_digest, weights_digest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fuzz_tally import Tally  # noqa: E402
 
 SECONDS_LIMIT = 2.0
 RSS_LIMIT_MB = 1500.0
@@ -285,9 +288,7 @@ def run(cases: int, seed: int, root: Path) -> dict[str, Any]:
     torch.set_num_threads(1)
     fixtures = build_fixtures(root / "fixtures")
     rng = np.random.default_rng(seed)
-    counts: dict[str, int] = {}
-    failures: list[str] = []
-    worst, worst_case, t0 = 0.0, "", time.perf_counter()
+    tally = Tally(SECONDS_LIMIT, RSS_LIMIT_MB)
     old = signal.signal(signal.SIGALRM, _alarm)
     try:
         for case in range(cases):
@@ -301,33 +302,20 @@ def run(cases: int, seed: int, root: Path) -> dict[str, Any]:
             except VaekitError as e:
                 outcome = type(e).__name__
                 if "\n" in str(e):
-                    failures.append(f"case {case} ({what}): a {outcome} of more than one line: {str(e)[:200]!r}")
+                    tally.fail(case, what, f"a {outcome} of more than one line: {str(e)[:200]!r}")
             except _Timeout:
                 outcome = "TIMEOUT"
-                failures.append(f"case {case} ({what}): still running after {HARD_TIMEOUT_S} s")
+                tally.fail(case, what, f"still running after {HARD_TIMEOUT_S} s")
             except Exception as e:  # noqa: BLE001 - a fuzz failure to report
                 outcome = f"CRASH {type(e).__name__}"
-                failures.append(f"case {case} ({what}): {type(e).__name__}: {str(e)[:300]}")
+                tally.fail(case, what, f"{type(e).__name__}: {str(e)[:300]}")
             finally:
                 signal.alarm(0)
-            dt = time.perf_counter() - t
-            if dt > worst:
-                worst, worst_case = dt, what
-            if dt > SECONDS_LIMIT:
-                failures.append(f"case {case} ({what}): took {dt:.2f} s (limit {SECONDS_LIMIT} s)")
-            key = f"{kind}: {outcome}"
-            counts[key] = counts.get(key, 0) + 1
+            tally.record(case, what, f"{kind}: {outcome}", time.perf_counter() - t)
     finally:
         signal.signal(signal.SIGALRM, old)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if peak_mb > RSS_LIMIT_MB:
-        failures.append(f"peak RSS {peak_mb:.0f} MB over the {RSS_LIMIT_MB:.0f} MB limit")
-    return {"target": "model and anomaly detector folders (load_model, VAEAnomalyDetector.load, then reconstruct / "
-                      "decision_function on what loaded)", "cases": cases,
-            "seed": seed, "outcomes": dict(sorted(counts.items())), "failures": len(failures),
-            "failure_examples": failures[:50], "worst_case_seconds": round(worst, 4), "worst_case": worst_case,
-            "total_seconds": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(peak_mb, 1),
-            "limits": {"seconds_per_case": SECONDS_LIMIT, "peak_rss_mb": RSS_LIMIT_MB}}
+    return tally.summary("model and anomaly detector folders (load_model, VAEAnomalyDetector.load, then reconstruct / "
+                         "decision_function on what loaded)", cases, seed)
 
 
 def main() -> int:

@@ -1,11 +1,28 @@
 """Shared test helpers."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+from types import ModuleType
 from typing import Any, Iterator
 
 import numpy as np
 
+from tests.conftest import ROOT
 from vaekit.cli.main import main
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script benchmarks/NAME.py as a module (once per process; registered in sys.modules so that its
+    dataclasses resolve their annotations), for tests that run the same case lists or measurements."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def run_cli(capsys: Any, *args: Any) -> tuple[int, str, str]:

@@ -3,28 +3,19 @@ mutated model and detector folders (re-sealed or not) load and work or raise a d
 requests to the explorer never get a 5xx. Fixed seeds, 200 cases each."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from tests.conftest import ROOT
+from tests.helpers import load_benchmark
 
 
 
-def _bench(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the per-case hard timeout uses SIGALRM")
 def test_mutated_model_and_detector_folders_give_documented_errors_only(tmp_path: Path) -> None:
-    doc = _bench("fuzz_folders").run(200, seed=0, root=tmp_path)
+    doc = load_benchmark("fuzz_folders").run(200, seed=0, root=tmp_path)
     assert doc["failures"] == 0, doc["failure_examples"]
     outcomes = doc["outcomes"]
     assert sum(outcomes.values()) == 200 and any(k.startswith("detector: CheckpointError") for k in outcomes)
@@ -34,7 +25,7 @@ def test_mutated_model_and_detector_folders_give_documented_errors_only(tmp_path
 def test_mutated_explorer_requests_never_get_a_server_error() -> None:
     pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
     pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
-    doc = _bench("fuzz_explorer").run(200, seed=0)
+    doc = load_benchmark("fuzz_explorer").run(200, seed=0)
     assert doc["failures"] == 0, doc["failure_examples"]
     assert "200" in doc["outcomes"] and "422" in doc["outcomes"]
     assert doc["worst_case_seconds"] < 2.0

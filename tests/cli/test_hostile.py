@@ -5,19 +5,13 @@ bounds. Each must end in exactly one stderr line naming the problem, exit code 2
 forked child per case, its own peak RSS from os.wait4); two also run as ``python -m vaekit.cli`` subprocesses."""
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import ROOT
+from tests.helpers import load_benchmark
 
-_spec = importlib.util.spec_from_file_location("hostile_inputs", ROOT / "benchmarks" / "hostile_inputs.py")
-assert _spec is not None and _spec.loader is not None
-H = importlib.util.module_from_spec(_spec)
-sys.modules["hostile_inputs"] = H  # dataclasses resolve annotations through the module
-_spec.loader.exec_module(H)
+H = load_benchmark("hostile_inputs")
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="forks, sparse files and /proc: Linux only")
 

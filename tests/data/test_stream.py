@@ -3,7 +3,6 @@ training equals in-memory training; peak memory does not grow with the file."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import load_benchmark, run_cli
 from vaekit.data.stream import ImageFolderRows, NpyRows, open_rows, spill_table
 from vaekit.errors import DataError
 
@@ -100,18 +99,6 @@ def test_streamed_training_equals_in_memory(tmp_path: Path, capsys: pytest.Captu
     assert code == 0 and '"n": 50' in _
 
 
-def _peak_rss_mb(cmd: list[str]) -> float:
-    """Peak RSS (MB) of ``cmd``, measured by GNU time around it (a child's own ru_maxrss can include the parent's
-    pages it shared before exec); without /usr/bin/time, the child's rusage."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if os.path.exists("/usr/bin/time"):
-        p = subprocess.run(["/usr/bin/time", "-f", "peak_kb=%M", *cmd], env=env, capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr[-2000:]
-        return int(p.stderr.rsplit("peak_kb=", 1)[1].split()[0]) / 1024
-    q = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(q.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, cmd
-    return usage.ru_maxrss / 1024
 
 
 @pytest.mark.skipif(not VAEKIT.exists() or sys.platform != "linux", reason="needs the vaekit script and Linux rusage")
@@ -126,10 +113,11 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     np.save(tmp_path / "small.npy", np.asarray(big[:8000]))
     size_mb = (tmp_path / "big.npy").stat().st_size / 2**20
     del big
+    peak_rss_mb = load_benchmark("stream_memory").peak  # the benchmark's own measurement (GNU time, rusage)
     peaks = {}
     for name in ("small", "big"):
-        peaks[name] = _peak_rss_mb([str(VAEKIT), "train", "--data", str(tmp_path / f"{name}.npy"), "--out",
-                                    str(tmp_path / f"run_{name}"), "--stream", "--epochs", "1", "--hidden", "32",
-                                    "--latent-dim", "2", "--likelihood", "gaussian", "--no-progress", "--k", "1",
-                                    "--objective", "elbo", "--threads", "1"])
+        peaks[name] = peak_rss_mb([str(VAEKIT), "train", "--data", str(tmp_path / f"{name}.npy"), "--out",
+                                   str(tmp_path / f"run_{name}"), "--stream", "--epochs", "1", "--hidden", "32",
+                                   "--latent-dim", "2", "--likelihood", "gaussian", "--no-progress", "--k", "1",
+                                   "--objective", "elbo", "--threads", "1"])
     assert peaks["big"] - peaks["small"] < 0.25 * size_mb, (peaks, size_mb)

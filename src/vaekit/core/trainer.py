@@ -25,7 +25,6 @@ from vaekit.core.batches import Batches, make_batches
 from vaekit.core.checkpoint import load_checkpoint, save_checkpoint, save_model
 from vaekit.core.config import TrainConfig
 from vaekit.core.evaluate import validate_sharded
-from vaekit.core.model import VAE
 from vaekit.core.objectives import LossOutput, make_objective
 from vaekit.core.runlog import TensorBoardLog, write_metrics
 from vaekit.core.schedule import (

@@ -51,6 +51,18 @@ def csv_safe(df: Any) -> Any:
     return df if out is None else out
 
 
+def kept_columns(columns: Sequence[Any], ignore: Sequence[Any], source: Any, job: str) -> list[Any]:
+    """The columns left once those ``--ignore`` names are dropped, in table order; a name the table lacks, or nothing
+    left for ``job`` to work on, is a one-line DataError naming ``source``."""
+    absent = [c for c in ignore if c not in set(columns)]
+    if absent:
+        raise DataError(f"{source}: --ignore names column(s) {absent} that the table does not have")
+    use = [c for c in columns if c not in set(ignore)]
+    if not use:
+        raise DataError(f"{source}: no columns left to {job}")
+    return use
+
+
 def check_header(path: str | os.PathLike[str]) -> None:
     """A CSV whose header names a column twice → DataError listing the names (read before pandas renames them)."""
     try:

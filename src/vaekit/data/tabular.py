@@ -443,6 +443,15 @@ class TabularSchema:
             raise DataError(str(e)) from None
         return cls.from_dict(doc, str(path))
 
+    @classmethod
+    def load_part(cls, path: str | os.PathLike[str]) -> "TabularSchema":
+        """:meth:`load` of the schema inside a saved estimator folder: a missing or bad schema is a damaged folder
+        (CheckpointError) rather than bad user data."""
+        try:
+            return cls.load(path)
+        except DataError as e:
+            raise CheckpointError(str(e)) from None
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TabularSchema) and self.to_dict() == other.to_dict()
 

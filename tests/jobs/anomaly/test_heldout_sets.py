@@ -4,28 +4,17 @@ selection and PyOD's generator; the GMM/KDE-generated ones to 1e-9 of their reco
 in the last bits between machines), and the benchmark's semi-supervised split is ADBench's."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 from tests.conftest import ROOT
+from tests.helpers import load_benchmark
 
 EXACT = ("wdbc", "wine", "digits", "pyod_clusters")
 
 
-def _bench(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +22,17 @@ def built() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     pytest.importorskip("pyod")
     from threadpoolctl import threadpool_limits
 
-    H = _bench("anomaly_heldout_sets")
+    H = load_benchmark("anomaly_heldout_sets")
     with threadpool_limits(1):  # BLAS at one thread, as the sums were recorded (the benchmark runs at 1 thread)
         return {name: H.load(name) for name in H.HELDOUT}
 
 
 def test_committed_list_matches_the_builders(built: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    H = _bench("anomaly_heldout_sets")
+    H = load_benchmark("anomaly_heldout_sets")
     doc = json.loads((ROOT / "benchmarks" / "anomaly_heldout_sets.json").read_text())
     listed = {s["name"]: s for s in doc["sets"]}
     assert list(listed) == list(H.HELDOUT) and len(listed) >= 6
-    dev = set(_bench("anomaly_adbench").DATASETS)
+    dev = set(load_benchmark("anomaly_adbench").DATASETS)
     assert not dev & set(listed), "a held-out set may not be a development set"
     for name, (X, y) in built.items():
         n, d, a = H.HELDOUT[name][1]
@@ -60,7 +49,7 @@ def test_committed_list_matches_the_builders(built: dict[str, tuple[np.ndarray, 
 
 
 def test_builds_are_deterministic_in_process(built: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    H = _bench("anomaly_heldout_sets")
+    H = load_benchmark("anomaly_heldout_sets")
     for name in (*EXACT, "digits_dependency"):
         X, y = H.load(name)
         np.testing.assert_array_equal(X, built[name][0])
@@ -91,7 +80,7 @@ def test_recipes_follow_adbench(built: dict[str, tuple[np.ndarray, np.ndarray]])
 
 
 def test_semi_supervised_split_is_adbench_s(built: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    B = _bench("anomaly_adbench")
+    B = load_benchmark("anomaly_adbench")
     _, y = built["wine"]
     X_tr, X_te, y_tr, y_te = B.split("wine", 1, "semi")
     n_normal = int((y == 0).sum())                      # 119 → train round(59.5) = 60 normal rows
@@ -105,6 +94,6 @@ def test_semi_supervised_split_is_adbench_s(built: dict[str, tuple[np.ndarray, n
 
 
 def test_tuning_flag_refused_on_heldout_sets(tmp_path: Path) -> None:
-    B = _bench("anomaly_adbench")
+    B = load_benchmark("anomaly_adbench")
     with pytest.raises(SystemExit, match="held-out"):
         B.main(["--datasets", "wine", "--vaekit-params", '{"k": 1}', "--out", str(tmp_path)])

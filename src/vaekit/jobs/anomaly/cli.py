@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vaekit.data.tables import read_table
+from vaekit.data.tables import kept_columns, read_table
 from vaekit.errors import CheckpointError, VaekitError
 from vaekit.files import (
     atomic_write_text,
@@ -73,10 +73,7 @@ def anomaly_fit(
     replaced = check_output_folder(out, "detector", overwrite)
     df = read_table(train)
     drop = names(ignore)
-    missing = [c for c in drop if c not in df.columns]
-    if missing:
-        raise VaekitError(f"{train}: --ignore names column(s) {missing} that the table does not have")
-    df = df.drop(columns=drop)
+    df = df[kept_columns(list(df.columns), drop, train, "model")]
     kinds = column_kinds(categorical, binary, continuous)
     try:
         cont: float | str = contamination if contamination == "auto" else float(contamination)

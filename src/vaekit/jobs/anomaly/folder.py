@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -22,14 +21,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from vaekit.core.checkpoint import load_model, save_model
 from vaekit.data.tabular import TabularSchema
-from vaekit.errors import CheckpointError, DataError, VaekitError
+from vaekit.errors import CheckpointError, VaekitError
 from vaekit.files import (
     atomic_write_bytes,
-    atomic_write_text,
     check_file_seals,
+    portable_params,
     read_sealed_document,
     read_tensors,
-    seal_document,
+    write_sealed_document,
 )
 
 CLI_FILE = "cli.json"  # `vaekit anomaly fit`'s settings (columns to ignore), written before detector.json
@@ -54,20 +53,14 @@ def save_detector(det: Any, directory: str | os.PathLike[str]) -> Path:
         "feature_baseline": torch.from_numpy(np.ascontiguousarray(det.feature_baseline_)),
         **({"feature_worst": torch.from_numpy(np.ascontiguousarray(det.feature_worst_))}
            if getattr(det, "feature_worst_", None) is not None else {})}))
-    params = det.get_params()
-    for runtime in ("device", "n_threads"):  # where to compute belongs to the machine, not to the model
-        params.pop(runtime, None)
-    params["hidden"] = [int(h) for h in params["hidden"]]
-    if not isinstance(params["allow_missing"], bool):
-        params["allow_missing"] = list(params["allow_missing"])
+    params = portable_params(det.get_params())
     names = getattr(det, "feature_names_in_", None)
     doc = {"format": FORMAT, "version": VERSION, "params": params, "threshold": det.threshold_,
            "seeds": det._seeds, "input": det._input, "columns": det.columns_, "n_features_in": det.n_features_in_,
            "feature_names_in": None if names is None else [str(n) for n in names], "members": members,
            "n_train": int(len(det.decision_scores_)), "train_outlier_fraction": float(det.labels_.mean())}
     sealed = _sealed_files(det.schema_ is not None, members) + [CLI_FILE] * (d / CLI_FILE).is_file()
-    doc = seal_document(doc, d, sealed)
-    atomic_write_text(d / DETECTOR_FILE, json.dumps(doc, indent=2))
+    write_sealed_document(d, DETECTOR_FILE, doc, sealed)
     return d
 
 
@@ -114,10 +107,7 @@ def load_detector(directory: str | os.PathLike[str], cls: type) -> Any:
     listed = doc.get("files_blake2b") if isinstance(doc.get("files_blake2b"), dict) else {}
     cli = CLI_FILE in listed or (d / CLI_FILE).exists()  # the CLI's settings file, when there is one, is sealed too
     check_file_seals(doc, d, _sealed_files(bool(det._mixed), members) + [CLI_FILE] * cli, path)
-    try:
-        det.schema_ = TabularSchema.load(d / SCHEMA_FILE) if det._mixed else None
-    except DataError as e:
-        raise CheckpointError(str(e)) from None
+    det.schema_ = TabularSchema.load_part(d / SCHEMA_FILE) if det._mixed else None
     det.models_ = [load_model(m)[0].double() for m in dirs]
     try:
         t, _ = read_tensors(d / SCORES_FILE, "training scores")  # size-checked before it is read

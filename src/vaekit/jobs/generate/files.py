@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from vaekit.data.tables import TABLE_SUFFIXES, read_table, write_table
+from vaekit.data.tables import TABLE_SUFFIXES, kept_columns, read_table, write_table
 from vaekit.errors import DataError, VaekitError
 from vaekit.files import check_output_folder, retire_artifacts
 from vaekit.jobs.generate.tabular import TabularGenerator
@@ -41,10 +41,7 @@ def fit_file(table: str | os.PathLike[str], out: str | os.PathLike[str], ignore:
     out = Path(out)
     replaced = check_output_folder(out, "generator", overwrite)
     df = read_table(table)
-    missing = [c for c in ignore if c not in df.columns]
-    if missing:
-        raise DataError(f"{table}: --ignore names column(s) {missing} that the table does not have")
-    df = df.drop(columns=list(ignore))
+    df = df[kept_columns(list(df.columns), ignore, table, "generate")]
     na = df.isna().sum()
     if na.any():
         raise DataError(f"{table}: column(s) {list(na[na > 0].index)} have missing values; generation needs a "

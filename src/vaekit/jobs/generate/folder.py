@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from vaekit.core.checkpoint import load_model, save_model
 from vaekit.data.tabular import TabularSchema
-from vaekit.errors import CheckpointError, DataError
+from vaekit.errors import CheckpointError
 from vaekit.files import (
     atomic_write_bytes,
-    atomic_write_text,
     check_file_seals,
+    portable_params,
     read_sealed_document,
     read_tensors,
-    seal_document,
+    write_sealed_document,
 )
 
 FORMAT, VERSION = "vaekit-generator", 2  # 2: files_blake2b + config_blake2b in generator.json
@@ -53,17 +52,12 @@ def save_generator(gen: Any, directory: str | os.PathLike[str]) -> Path:
         gen.condition_schema_.save(d / COND_SCHEMA_FILE)
         atomic_write_bytes(d / COND_TABLE_FILE, st_save(
             {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in gen.condition_table_.items()}))
-    params = gen.get_params()
-    for runtime in ("device", "n_threads"):  # where to compute belongs to the machine, not to the model
-        params.pop(runtime, None)
-    params["hidden"] = [int(h) for h in params["hidden"]]
+    params = portable_params(gen.get_params())
     params["condition_columns"] = [str(c) for c in params["condition_columns"]]
-    params["column_kinds"] = None if params["column_kinds"] is None else dict(params["column_kinds"])
     doc = {"format": FORMAT, "version": VERSION, "params": params, "seed": gen._seed, "columns": gen.columns_,
            "dtypes": gen.dtypes_, "ranges": gen.ranges_, "category_orders": gen.category_orders_,
            "n_train": gen.n_train_, "conditional": gen.condition_schema_ is not None}
-    doc = seal_document(doc, d, _sealed_files(doc["conditional"]))
-    atomic_write_text(d / GEN_FILE, json.dumps(doc, indent=2))
+    write_sealed_document(d, GEN_FILE, doc, _sealed_files(doc["conditional"]))
     return d
 
 
@@ -86,11 +80,8 @@ def load_generator(directory: str | os.PathLike[str], cls: type) -> Any:
         raise CheckpointError(f"{path}: malformed generator file ({e.__class__.__name__}: {e})") from None
     gen.n_features_in_ = len(gen.columns_)
     check_file_seals(doc, d, _sealed_files(conditional), path)
-    try:
-        gen.schema_ = TabularSchema.load(d / SCHEMA_FILE)
-        gen.condition_schema_ = TabularSchema.load(d / COND_SCHEMA_FILE) if conditional else None
-    except DataError as e:
-        raise CheckpointError(str(e)) from None
+    gen.schema_ = TabularSchema.load_part(d / SCHEMA_FILE)
+    gen.condition_schema_ = TabularSchema.load_part(d / COND_SCHEMA_FILE) if conditional else None
     gen.condition_table_ = {}
     if conditional:
         try:

@@ -12,10 +12,11 @@ from typing import Any, Mapping, Sequence
 
 from vaekit.data.tables import (
     TABLE_SUFFIXES,
+    kept_columns,
     read_incomplete_table,
     write_table,
 )
-from vaekit.errors import DataError, VaekitError
+from vaekit.errors import VaekitError
 from vaekit.jobs.impute.imputer import VAEImputer
 from vaekit.options import MAX_IMPUTATIONS
 
@@ -38,12 +39,7 @@ def impute_file(data: str | os.PathLike[str], out: str | os.PathLike[str], multi
         raise VaekitError(f"--multiple must be an integer in 0..{MAX_IMPUTATIONS}, got {multiple}")
     VAEImputer(column_kinds=column_kinds or None, **params)._check_params()  # n_samples etc.: before the table is read
     df = read_incomplete_table(data, na_values)
-    missing_cols = [c for c in ignore if c not in df.columns]
-    if missing_cols:
-        raise DataError(f"{data}: --ignore names column(s) {missing_cols} that the table does not have")
-    use = [c for c in df.columns if c not in set(ignore)]
-    if not use:
-        raise DataError(f"{data}: no columns left to impute")
+    use = kept_columns(list(df.columns), ignore, data, "impute")
     t0 = time.perf_counter()
     imp = VAEImputer(column_kinds=column_kinds or None, **params).fit(df[use])
     fit_s = time.perf_counter() - t0

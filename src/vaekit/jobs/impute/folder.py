@@ -12,7 +12,6 @@ saved seed); ``vaekit serve DIR`` serves it.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -23,12 +22,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from vaekit.core.checkpoint import load_model, save_model
 from vaekit.data.tabular import TabularSchema
-from vaekit.errors import CheckpointError, DataError, VaekitError
+from vaekit.errors import CheckpointError, VaekitError
 from vaekit.files import (
-    atomic_write_text,
+    RUNTIME_PARAMS,
     check_file_seals,
+    portable_params,
     read_sealed_document,
-    seal_document,
+    write_sealed_document,
 )
 from vaekit.jobs.impute.imputer import VAEImputer
 
@@ -53,19 +53,14 @@ def save_imputer(imp: VAEImputer, directory: str | os.PathLike[str]) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     save_model(imp.model_, d / MODEL_DIR, extra={"imputer": True})
     imp.schema_.save(d / SCHEMA_FILE)
-    params = imp.get_params()
-    for runtime in ("device", "n_threads", "verbose"):  # where to compute belongs to the machine, not to the model
-        params.pop(runtime, None)
-    params["hidden"] = [int(h) for h in params["hidden"]]
+    params = portable_params(imp.get_params(), drop=(*RUNTIME_PARAMS, "verbose"))
     params["missing_values"] = _json_missing(params["missing_values"])
-    params["column_kinds"] = None if params["column_kinds"] is None else dict(params["column_kinds"])
     names = getattr(imp, "feature_names_in_", None)
     doc = {"format": FORMAT, "version": VERSION, "params": params, "seed": int(imp._seed), "input": imp._input,
            "n_features_in": int(imp.n_features_in_),
            "feature_names_in": None if names is None else [str(n) for n in names],
            "n_steps": int(imp.n_steps_), "best_step": int(imp.best_step_)}
-    doc = seal_document(json.loads(json.dumps(doc)), d, SEALED)
-    atomic_write_text(d / IMPUTER_FILE, json.dumps(doc, indent=2))
+    write_sealed_document(d, IMPUTER_FILE, doc, SEALED)
     return d
 
 
@@ -90,10 +85,7 @@ def load_imputer(directory: str | os.PathLike[str]) -> VAEImputer:
     if imp._input not in ("frame", "array"):
         raise CheckpointError(f"{path}: input must be 'frame' or 'array', got {imp._input[:40]!r}")
     check_file_seals(doc, d, SEALED, path)
-    try:
-        imp.schema_ = TabularSchema.load(d / SCHEMA_FILE)
-    except DataError as e:
-        raise CheckpointError(str(e)) from None
+    imp.schema_ = TabularSchema.load_part(d / SCHEMA_FILE)
     if len(imp.schema_.names) != imp.n_features_in_:
         raise CheckpointError(f"{path}: n_features_in does not match {SCHEMA_FILE}")
     imp.model_, _ = load_model(d / MODEL_DIR)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import dask as vdask
-from vaekit.data.tables import TABLE_SUFFIXES
-from vaekit.errors import DataError, VaekitError
+from vaekit.data.tables import TABLE_SUFFIXES, kept_columns
+from vaekit.errors import VaekitError
 from vaekit.files import check_target
 from vaekit.jobs.impute.imputer import VAEImputer
 
@@ -37,12 +37,7 @@ def impute_file_dask(data: str | os.PathLike[str], out: str | os.PathLike[str], 
     t0 = time.perf_counter()
     with vdask.connect(address):
         ddf = vdask.read_table(data, assume_missing=True, na_values=na_values)
-        absent = [c for c in ignore if c not in ddf.columns]
-        if absent:
-            raise DataError(f"{data}: --ignore names column(s) {absent} that the table does not have")
-        use = [c for c in ddf.columns if c not in set(ignore)]
-        if not use:
-            raise DataError(f"{data}: no columns left to impute")
+        use = kept_columns(list(ddf.columns), ignore, data, "impute")
         n, n_missing = dask.compute(ddf.map_partitions(len).sum(), ddf[use].isna().sum().sum())
         n, n_missing = int(n), int(n_missing)
         seed = int(params.get("random_state") or 0)

@@ -46,6 +46,7 @@ def test_every_command_has_help():
         assert "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_version_and_module_entry_points():
     from vaekit import __version__
 
@@ -54,6 +55,7 @@ def test_version_and_module_entry_points():
     assert p.returncode == 0 and __version__ in p.stdout
 
 
+@pytest.mark.slow
 def test_train_eval_sample_reconstruct_round_trip(tmp_path, tiny_npz):
     out = tmp_path / "run"
     run("train", "--data", tiny_npz, "--out", out, "--epochs", 3, "--latent-dim", 3, "--hidden", "32",
@@ -93,6 +95,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_npz, args, message):
     assert len(lines) == 1 and re.search(message, lines[0]), p.stderr
 
 
+@pytest.mark.slow
 def test_eval_rejects_data_of_wrong_shape(tmp_path, tiny_npz):
     out = tmp_path / "run"
     run("train", "--data", tiny_npz, "--out", out, "--epochs", 1, "--hidden", "16", "--no-progress")
@@ -102,6 +105,7 @@ def test_eval_rejects_data_of_wrong_shape(tmp_path, tiny_npz):
     assert p.returncode == 2 and "model expects" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_conv_model_on_8bit_images_from_an_image_folder(tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+pytestmark = pytest.mark.slow  # CLI runs in subprocesses: started first under xdist (conftest)
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "10", "--threads", "1", "--no-progress",
          "--device", "cpu"]

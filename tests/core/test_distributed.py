@@ -17,7 +17,8 @@ from vaekit.core import workflows
 
 BIN = Path(sys.executable).parent
 TORCHRUN, VAEKIT = BIN / "torchrun", BIN / "vaekit"
-pytestmark = pytest.mark.skipif(not TORCHRUN.exists() or not VAEKIT.exists(), reason="torchrun / vaekit not installed")
+pytestmark = [pytest.mark.skipif(not TORCHRUN.exists() or not VAEKIT.exists(), reason="torchrun / vaekit not installed"),
+              pytest.mark.slow]
 COMMON = ["--epochs", "12", "--hidden", "64", "--latent-dim", "4", "--no-progress", "--seed", "3", "--fixed-schedule",
           "--batch-size", "40"]
 

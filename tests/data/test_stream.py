@@ -102,6 +102,7 @@ def test_streamed_training_equals_in_memory(tmp_path: Path, capsys: pytest.Captu
 
 
 @pytest.mark.skipif(not VAEKIT.exists() or sys.platform != "linux", reason="needs the vaekit script and Linux rusage")
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     """A 200 MB file and one 8× smaller train with --stream: peak RSS differs by far less than the data (in memory
     the big run would hold ≥ 200 MB more)."""

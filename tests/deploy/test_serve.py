@@ -435,3 +435,60 @@ def test_no_5xx_for_any_generated_request(arts: list[Any]) -> None:
 
         check()
     assert "POST /models/det/score" in seen and "POST /models/codec/compress" in seen and len(seen) >= 19
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (Path(__import__("sys").executable).parent / "vaekit").exists(), reason="no vaekit script")
+def test_workers_processes_answer_like_the_model_and_stop_on_sigterm(folders: dict[str, Path], tmp_path: Path) -> None:
+    """``vaekit serve --workers 2`` as a real server: two worker processes under the parent, each loading its own copy
+    of the model; every answer equals the in-process model's; SIGTERM stops all of them with exit code 0."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+
+    with socket.socket() as s:  # a free loopback port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "vaekit"
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(exe), "serve", str(folders["vae"]), "--workers", "2", "--port", str(port),
+                             "--threads", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the server did not come up in 120 s"
+            time.sleep(0.5)
+        model, _ = load(folders["vae"])
+        x = (torch.rand(5, 36, generator=torch.Generator().manual_seed(3)) > 0.5).float()
+        want = model.encode(x)[0].detach().numpy()
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for _ in range(20):  # connections spread over the workers; every one answers the same
+                np.testing.assert_allclose(c.post("/models/vae/encode", json={"x": x.tolist()}).json()["mu"], want,
+                                           atol=1e-6)
+        busy = time.monotonic() + 30  # uvicorn's supervisor starts the workers as child processes of the parent
+        while len(psutil.Process(proc.pid).children(recursive=True)) < 2 and time.monotonic() < busy:
+            time.sleep(0.2)
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "python" in p.name().lower()
+                   or "vaekit" in " ".join(p.cmdline())]
+        assert len(workers) >= 2, [p.cmdline() for p in workers]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, proc.communicate()[1][-2000:]
+        gone = time.monotonic() + 30
+        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers) and time.monotonic() < gone:
+            time.sleep(0.2)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -64,6 +64,7 @@ def test_bad_tables_exit_2_with_one_line(capsys, tables, change, message):
     assert not (t / "s.csv").exists()
 
 
+@pytest.mark.slow
 def test_entry_point_help_and_missing_file():
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     for sub in ("fit", "score"):

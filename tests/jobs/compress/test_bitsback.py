@@ -160,6 +160,7 @@ def _run(*args: object) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_lossless_round_trip_across_processes_and_refusals(tmp_path: Path):
     m = _model()
     save_model(m, tmp_path / "model", {})

@@ -216,6 +216,7 @@ decompress_image_file(sys.argv[1], sys.argv[2], None)
 """
 
 
+@pytest.mark.slow
 def test_encode_and_decode_in_separate_processes(codecs: dict[int, Path], tmp_path: Path) -> None:
     from PIL import Image
 

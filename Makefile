@@ -10,9 +10,10 @@ BIN := $(VENV)/bin
 
 $(BIN)/vaekit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)" || $(BIN)/python -m pip install --quiet torch
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-compile "$(TORCH)" || $(BIN)/python -m pip install --quiet --no-compile torch
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
+# byte-compile on every core (pip compiles on one; with PYTHONDONTWRITEBYTECODE set nothing is cached later)
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	touch $(BIN)/vaekit
 
 install: $(BIN)/vaekit

@@ -42,7 +42,7 @@ def _from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
 MAX_PARAMETERS = 50_000_000  # weights a ModelConfig may describe (≈ 200 MB in float32), estimated before building
 MAX_SIZE = 1 << 24  # any one size: input dimension, layer width, channels, latent_dim, n_conditions, n_categories
 MAX_LAYERS = 64  # entries of hidden / channels
-MAX_LOGVAR = 50.0  # |logvar_min|, |logvar_max|, |obs_logvar_min| (exp(±25) is still finite in float32)
+MAX_LOGVAR = 50.0  # |logvar_min|, |logvar_max|, |obs_logvar_min|, |obs_logvar_max| (exp(±25) is finite in float32)
 MAX_STOCHASTIC_LAYERS = 16
 MAX_COMPONENTS = 100_000  # mixture components / VampPrior pseudo-inputs
 
@@ -141,10 +141,10 @@ def _zoo_terms(cfg: "ModelConfig", P: int) -> list[tuple[int, str]]:
     return terms
 
 
-# fields of the model zoo, left out of ``to_dict`` at these defaults: the config.json (and so the checksums and
-# compression fingerprints) of every model made before the zoo stays byte for byte what it was
+# fields of the model zoo (and obs_logvar_max, added later), left out of ``to_dict`` at these defaults: the config.json
+# (and so the checksums and compression fingerprints) of every model made before them stays byte for byte what it was
 ZOO_DEFAULTS: dict[str, Any] = {"stochastic_layers": 1, "posterior": "gaussian", "prior_components": 0,
-                                "flow_steps": 2, "flow_hidden": 0, "resnet_blocks": 1}
+                                "flow_steps": 2, "flow_hidden": 0, "resnet_blocks": 1, "obs_logvar_max": 5.0}
 
 
 @dataclass
@@ -165,6 +165,7 @@ class ModelConfig:
     prior: str = "standard_normal"
     n_conditions: int = 0  # >0: conditional VAE, one-hot condition fed to encoder and decoder
     obs_logvar_min: float = -9.0  # floor of the decoder's learned log-variance (gaussian_learned, mixed)
+    obs_logvar_max: float = 5.0  # ceiling of the decoder's learned log-variance (gaussian_learned, mixed)
     obs_variance: str = "decoder"  # gaussian_learned / mixed: log σ² from the decoder, or one free "column" parameter
     column_kinds: tuple[str, ...] = ()  # likelihood "mixed": continuous | binary | categorical per column
     column_sizes: tuple[int, ...] = ()  # likelihood "mixed": categories per categorical column, 1 otherwise
@@ -192,6 +193,8 @@ class ModelConfig:
             raise VaekitError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if not self.logvar_min < self.logvar_max:
             raise VaekitError("logvar_min must be < logvar_max")
+        if not self.obs_logvar_min < self.obs_logvar_max:
+            raise VaekitError("obs_logvar_min must be < obs_logvar_max")
         # component-specific rules live with the components (e.g. categorical's n_categories, mixed's columns)
         LIKELIHOODS.get(self.likelihood).check_config(self)
         ENCODERS.get(self.arch).check_config(self)
@@ -224,7 +227,8 @@ class ModelConfig:
         self.flow_hidden = _int(self.flow_hidden, "flow_hidden", lo=0)
         self.resnet_blocks = _int(self.resnet_blocks, "resnet_blocks", lo=0, hi=16)
         for name, lo, hi in (("gaussian_sigma", 0.0, 1e6), ("logvar_min", -MAX_LOGVAR, MAX_LOGVAR),
-                             ("logvar_max", -MAX_LOGVAR, MAX_LOGVAR), ("obs_logvar_min", -MAX_LOGVAR, MAX_LOGVAR)):
+                             ("logvar_max", -MAX_LOGVAR, MAX_LOGVAR), ("obs_logvar_min", -MAX_LOGVAR, MAX_LOGVAR),
+                             ("obs_logvar_max", -MAX_LOGVAR, MAX_LOGVAR)):
             setattr(self, name, _float(getattr(self, name), name, lo, hi, open_lo=name == "gaussian_sigma"))
         if self.arch == "conv" and not self.channels:
             raise VaekitError("arch 'conv' needs at least one entry in channels")

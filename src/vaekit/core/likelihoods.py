@@ -258,22 +258,23 @@ class Gaussian(Likelihood):
 
 @LIKELIHOODS.register("gaussian_learned")
 class GaussianLearned(Gaussian):
-    """log p(x|z) = Σ_d log N(x_d; μ_d, σ_d²) with log σ_d² a decoder output clamped to [logvar_min (−9), 5]."""
+    """log p(x|z) = Σ_d log N(x_d; μ_d, σ_d²), log σ_d² a decoder output clamped to [logvar_min, logvar_max]
+    (−9, 5 by default)."""
 
     name = "gaussian_learned"
     n_params = 2
     supports_column_variance = True
 
-    def __init__(self, logvar_min: float = -9.0) -> None:
+    def __init__(self, logvar_min: float = -9.0, logvar_max: float = 5.0) -> None:
         super().__init__(1.0)
-        self.logvar_min = float(logvar_min)
+        self.logvar_min, self.logvar_max = float(logvar_min), float(logvar_max)
 
     @classmethod
     def from_config(cls, cfg: Any) -> Likelihood:
-        return cls(cfg.obs_logvar_min)
+        return cls(cfg.obs_logvar_min, getattr(cfg, "obs_logvar_max", 5.0))
 
     def _logvar(self, params: torch.Tensor) -> torch.Tensor:
-        return _up(params[..., 1, :]).clamp(self.logvar_min, 5.0)
+        return _up(params[..., 1, :]).clamp(self.logvar_min, self.logvar_max)
 
     def logvar_mask(self, width: int) -> torch.Tensor:
         mask = torch.zeros(2, width, dtype=torch.bool)
@@ -417,14 +418,17 @@ class MixedTabular(Likelihood):
 
     Data layout (see :mod:`vaekit.data.tabular`): per column its value (continuous: transformed value; binary: 0/1;
     categorical: one-hot over K), then one observed-mask bit m_j per column. Decoder layout: per column (μ, log σ²),
-    one logit, or K logits. ``log_prob_dims`` returns the per-column terms (0 where m_j = 0).
+    one logit, or K logits; log σ² is clamped to [logvar_min, logvar_max]. ``log_prob_dims`` returns the per-column
+    terms (0 where m_j = 0).
     """
 
     name = "mixed"
     supports_column_variance = True
 
-    def __init__(self, column_kinds: tuple[str, ...], column_sizes: tuple[int, ...], logvar_min: float = -9.0) -> None:
+    def __init__(self, column_kinds: tuple[str, ...], column_sizes: tuple[int, ...], logvar_min: float = -9.0,
+                 logvar_max: float = 5.0) -> None:
         self.kinds, self.sizes, self.logvar_min = tuple(column_kinds), tuple(column_sizes), float(logvar_min)
+        self.logvar_max = float(logvar_max)
         self.n_cols = len(self.kinds)
         cont_in, cont_out, bin_in, bin_out, self.cats = [], [], [], [], []
         order_cont, order_bin, order_cat = [], [], []
@@ -447,7 +451,7 @@ class MixedTabular(Likelihood):
 
     @classmethod
     def from_config(cls, cfg: Any) -> Likelihood:
-        return cls(cfg.column_kinds, cfg.column_sizes, cfg.obs_logvar_min)
+        return cls(cfg.column_kinds, cfg.column_sizes, cfg.obs_logvar_min, getattr(cfg, "obs_logvar_max", 5.0))
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -473,7 +477,7 @@ class MixedTabular(Likelihood):
         p = _up(params[..., 0, :])
         parts = []
         if len(self.cont_in):
-            mu, lv = p[..., self.cont_out], p[..., self.cont_out + 1].clamp(self.logvar_min, 5.0)
+            mu, lv = p[..., self.cont_out], p[..., self.cont_out + 1].clamp(self.logvar_min, self.logvar_max)
             parts.append(fc(x[:, self.cont_in], mu, lv))
         if len(self.bin_in):
             parts.append(fb(x[:, self.bin_in], p[..., self.bin_out]))
@@ -508,7 +512,7 @@ class MixedTabular(Likelihood):
         if len(self.cont_in):
             mu = p[..., self.cont_out]
             if draw:
-                sd = torch.exp(0.5 * p[..., self.cont_out + 1].clamp(self.logvar_min, 5.0))
+                sd = torch.exp(0.5 * p[..., self.cont_out + 1].clamp(self.logvar_min, self.logvar_max))
                 mu = mu + sd * torch.randn(mu.shape, generator=generator)
             out[..., self.cont_in] = mu
         if len(self.bin_in):
@@ -541,8 +545,10 @@ class MixedTabular(Likelihood):
 
 
 def make_likelihood(name: str, *, sigma: float = 0.1, n_categories: int = 0, logvar_min: float = -9.0,
-                    column_kinds: tuple[str, ...] = (), column_sizes: tuple[int, ...] = ()) -> Likelihood:
+                    logvar_max: float = 5.0, column_kinds: tuple[str, ...] = (),
+                    column_sizes: tuple[int, ...] = ()) -> Likelihood:
     """The likelihood registered as ``name``, its settings given as keywords (for callers without a ModelConfig)."""
     settings = SimpleNamespace(gaussian_sigma=sigma, n_categories=n_categories, obs_logvar_min=logvar_min,
+                               obs_logvar_max=logvar_max,
                                column_kinds=tuple(column_kinds), column_sizes=tuple(column_sizes))
     return LIKELIHOODS.get(name).from_config(settings)

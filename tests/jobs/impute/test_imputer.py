@@ -169,3 +169,29 @@ def test_snis_is_exact_for_a_constant_statistic_and_ignores_unobserved_entries(f
     noisy[:, :vd] += (x[:, vd:] < 0.5) * 5.0  # change only unobserved value slots: the log-likelihood ignores them
     a = torch.stack([lik.log_prob(model.decode(model.encode(x)[0]), t) for t in (x, noisy)])
     assert torch.allclose(a[0], a[1])
+
+
+def test_auto_budget_small_tables_as_before_large_ones_larger_batches():
+    from vaekit.jobs.impute.imputer import auto_batch
+
+    assert [auto_batch(n) for n in (2, 569, 1599, 1810, 1812, 3000, 4898, 10 ** 6)] == [64, 64, 64, 64, 128, 128,
+                                                                                         256, 256]
+    imp = VAEImputer()
+    assert imp._budget(1599) == (64, 1e-3, 8000)  # the old defaults (64 rows, 1e-3; 300 epochs = 7200 steps < cap)
+    b, lr, cap = imp._budget(4898)
+    assert (b, cap) == (256, 2000) and lr == pytest.approx(2e-3)
+    assert VAEImputer(batch_size=32, lr=5e-3, max_steps=7)._budget(4898) == (32, 5e-3, 7)  # explicit values kept
+    x = _correlated(n=300)
+    x_miss, _ = _mcar(x)
+    fit = VAEImputer(**{**TINY, "max_steps": "auto", "epochs": 1}).fit(x_miss)
+    assert (fit.batch_size_, fit.lr_, fit.n_steps_) == (64, 1e-3, 4)  # 1 epoch = 4 full batches of 64
+    for bad in (dict(batch_size="big"), dict(max_steps=0), dict(lr="fast"), dict(lr=0.0), dict(batch_size=True)):
+        with pytest.raises(ValueError, match="must be"):
+            VAEImputer(**{**TINY, **bad}).fit(x_miss)
+
+
+def test_default_fit_is_deterministic():
+    x = _correlated(n=120)
+    x_miss, _ = _mcar(x)
+    a, b = (VAEImputer(random_state=3, epochs=2, n_samples=16).fit(x_miss) for _ in range(2))
+    assert np.array_equal(a.transform(x_miss), b.transform(x_miss))

@@ -17,6 +17,13 @@ Per-column terms t_j: −E_w[log p(x_j|z)] with the score's own weights (uniform
 weights for ``nll``/``recon_prob``), or the squared error. ``feature_contributions`` returns the share of each
 column in the excess over the training median: e_j = max(0, t_j − median_train t_j), share_j = e_j / Σ e.
 
+Observation model (``likelihood='auto'``/``'mixed'``): a continuous column is standardised on the training rows
+(``column_transform``) and modelled as p(x_j|z) = N(μ_j(z), σ_j²(z)), log σ_j²(z) a decoder output clamped to
+[``obs_logvar_min``, ``obs_logvar_max``] = [−7, 0] by default (``obs_logvar_max=None``: 0 here): the predicted
+variance never exceeds the column's training variance (σ_j ≤ 1 standardised unit), so the decoder cannot make a row
+it reconstructs badly look likely by predicting a wide variance for it. ``likelihood='gaussian_learned'`` models
+the unstandardised values, so there ``None`` keeps the library's ceiling log σ² ≤ 5 (a number given is used as is).
+
 ``contamination``: a float c in (0, 0.5] puts the threshold at the (1 − c) quantile of the training scores (as
 PyOD); ``'auto'`` uses a robust rule: threshold = median + 3 · 1.4826 · MAD of the training scores (the standard
 deviation replaces the MAD when the MAD is 0), i.e. "more than 3 robust standard deviations above typical".
@@ -110,7 +117,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
     def __init__(self, score_type: str = "nll", k: int = 16, contamination: float | str = 0.1, latent_dim: int = 16,
                  hidden: Sequence[int] = (64, 64), activation: str = "tanh", epochs: int = 1000,
                  batch_size: int = 128, lr: float = 2e-3, beta: float = 1.0, obs_logvar_min: float = -7.0,
-                 obs_variance: str = "decoder", trim: float = 0.2,
+                 obs_logvar_max: float | None = None, obs_variance: str = "decoder", trim: float = 0.2,
                  validation_fraction: float = 0.1, early_stopping: int = 0, max_steps: int = 1000,
                  n_models: int = 5, likelihood: str = "auto", column_transform: str = "standard",
                  allow_missing: bool | Sequence[str] = False, unknown_category: str = "abnormal",
@@ -127,6 +134,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.lr = lr
         self.beta = beta
         self.obs_logvar_min = obs_logvar_min
+        self.obs_logvar_max = obs_logvar_max
         self.obs_variance = obs_variance
         self.trim = trim
         self.validation_fraction = validation_fraction
@@ -179,6 +187,14 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
     def training_steps(self, n_train: int) -> int:
         """Optimizer steps per member for ``n_train`` training rows (see the class docstring)."""
         return scaled_steps(n_train, int(self.batch_size), int(self.max_steps))
+
+    @property
+    def _obs_logvar_max(self) -> float:
+        """The ceiling of the decoder's log σ²: ``obs_logvar_max``, or for None 0 (mixed: standardised columns, σ at
+        most the training s.d.) / 5 (the library's ceiling, for the unstandardised gaussian_learned)."""
+        if self.obs_logvar_max is not None:
+            return float(self.obs_logvar_max)
+        return 0.0 if self._mixed else 5.0
 
     @property
     def _mixed(self) -> bool:
@@ -244,7 +260,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                 self.schema_ = None
         if self._mixed:
             return self._rows(arr)
-        lik = make_likelihood(self.likelihood, logvar_min=self.obs_logvar_min)
+        lik = make_likelihood(self.likelihood, logvar_min=self.obs_logvar_min, logvar_max=self._obs_logvar_max)
         return lik.prepare(arr.astype(np.float32), "X"), None
 
     def _rows(self, X: Any) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -256,10 +272,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         if self._mixed:
             return ModelConfig(input_shape=(x.shape[1],), latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
                                activation=self.activation, likelihood="mixed", obs_logvar_min=self.obs_logvar_min,
-                               obs_variance=self.obs_variance,
+                               obs_logvar_max=self._obs_logvar_max, obs_variance=self.obs_variance,
                                column_kinds=self.schema_.column_kinds, column_sizes=self.schema_.column_sizes)
         return ModelConfig(input_shape=(x.shape[1],), latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
                            activation=self.activation, likelihood=self.likelihood, obs_logvar_min=self.obs_logvar_min,
+                           obs_logvar_max=self._obs_logvar_max,
                            obs_variance=self.obs_variance if self.likelihood == "gaussian_learned" else "decoder")
 
     def _fit_member(self, x: torch.Tensor, mcfg: ModelConfig, seed: int) -> VAE:

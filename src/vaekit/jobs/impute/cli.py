@@ -38,10 +38,10 @@ def impute(
     categorical: str = typer.Option("", help="Columns to treat as categorical (comma-separated)."),
     binary: str = typer.Option("", help="Columns to treat as binary."),
     continuous: str = typer.Option("", help="Columns to treat as continuous."),
-    n_samples: int = count_option(1000, "--n-samples", hi=MAX_SAMPLES, help="Importance samples L per row (rows "
-                                  "are imputed in blocks, so memory stays bounded)."),
-    max_steps: int = typer.Option(10000, "--max-steps", help="Training steps (VAEImputer's default; fewer = faster, "
-                                  "slightly less accurate)."),
+    n_samples: int = count_option(250, "--n-samples", hi=MAX_SAMPLES, help="Importance samples L per row (rows "
+                                  "are imputed in blocks, so memory stays bounded; VAEImputer's default)."),
+    max_steps: int = typer.Option(0, "--max-steps", help="Training steps; 0 = VAEImputer's default ('auto': "
+                                  "⌈512,000 / batch rows⌉; fewer = faster, slightly less accurate)."),
     seed: int = typer.Option(0),
     device: str = device_option(),
     threads: int = threads_option(),
@@ -62,11 +62,11 @@ def impute(
             from vaekit.jobs.impute.on_dask import impute_file_dask
 
             res = impute_file_dask(data, out, dask, names(ignore), names(na_values), kinds, fit_rows,
-                                   n_samples=n_samples, max_steps=max_steps, random_state=seed, device=device,
+                                   n_samples=n_samples, max_steps=max_steps or "auto", random_state=seed, device=device,
                                    n_threads=threads or None)
         else:
             res = impute_file(data, out, multiple, uncertainty, names(ignore), names(na_values), kinds,
-                              n_samples=n_samples, max_steps=max_steps, random_state=seed, device=device,
+                              n_samples=n_samples, max_steps=max_steps or "auto", random_state=seed, device=device,
                               n_threads=threads or None)
     what = f"{multiple} imputations (long format, column 'imputation')" if multiple else "completed table"
     typer.echo(f"imputed {res['missing']} missing value(s) in {res['rows']} rows × {res['columns']} columns in "

@@ -6,9 +6,15 @@ bits. Training maximises the IWAE bound on the observed entries only,
     log p(x_obs) ≥ E log (1/K) Σ_k p(x_obs|z_k) p(z_k) / q(z_k|x̃),   log p(x_obs|z) = Σ_{j observed} log p_j(x_j|z),
 over T Adam steps with a cosine learning-rate decay, T sized to the data (n rows, b = ``batch_size``):
     T = min(F, max(100, ⌈F · min(1, n/b)²⌉)),   F = min(``max_steps``, ``epochs`` · max(1, ⌊n/b⌋))
-(``epochs`` passes, at most ``max_steps``; tables smaller than a batch get fewer steps). Training runs through the
-one :class:`~vaekit.core.trainer.Trainer` (the ``miwae`` objective, a step budget, full batches only, the NaN guard:
-roll back with half the learning rate; ``time_limit_min`` stops it early, 0 = none). The networks run in bfloat16
+(``epochs`` passes, at most ``max_steps``; tables smaller than a batch get fewer steps). The defaults ("auto"):
+    b = 2^round(log₂(n/20)) clipped to [64, 256],   lr = 10⁻³·√(b/64),   ``max_steps`` = ⌈512,000/b⌉
+(about 20 batches an epoch; Adam's square-root scaling of the learning rate with the batch; a budget of 512,000 rows:
+8000 steps of 64, 2000 of 256). Tables under ~1800 rows train as before (64 rows, 10⁻³, 300 epochs); larger ones
+take larger batches, which at one thread cost ~2.9× a 64-row step for 4× the rows. Chosen on held-out observed
+entries (the validation mask below), not on a benchmark's missing entries: on white wine (4898 rows) 2000 steps of
+256 at 2·10⁻³ imputed the held-out entries at least as well as 10,000 steps of 64 at 10⁻³ in 40% of the compute.
+Training runs through the one :class:`~vaekit.core.trainer.Trainer` (the ``miwae`` objective, a step budget, full
+batches only, the NaN guard: roll back with half the learning rate; ``time_limit_min`` stops it early, 0 = none). The networks run in bfloat16
 where the device multiplies it natively (``precision="auto"``: :func:`vaekit.runtime.resolve_precision`), importance
 weights and imputations always in float32. ``device`` ('auto' | 'cpu' | 'cuda' | 'cuda:N' | 'mps') is where training
 and the importance weights run (the fitted model is kept on the CPU; the resampling draws of
@@ -21,7 +27,9 @@ checked every max(25, ⌊T/60⌋) steps, stopping after ``patience`` checks with
 
 ``transform``: x̂_j = t_j⁻¹(Σ_l w̄_l μ_j(z_l)) for continuous columns (t_j = the column's fitted transform),
 argmax_c Σ_l w̄_l p_j(c|z_l) for binary/categorical ones; w̄ ∝ p(x_obs|z_l) p(z_l)/q(z_l|x̃), z_l ~ q(z|x̃), L = ``n_samples``
-(:mod:`vaekit.core.inference`). ``multiple_imputations``: sampling-importance-resampling, x_mis ~ p(x_mis|z_l*), l* ~ w̄.
+(:mod:`vaekit.core.inference`); L = 250 by default: on held-out observed entries L = 1000 was no better (white wine
+0.7015 vs 0.7030, banknote 0.677 vs 0.671, breast 0.462 vs 0.464), L = 100 and 50 were worse, and the cost is linear in
+L. ``multiple_imputations``: sampling-importance-resampling, x_mis ~ p(x_mis|z_l*), l* ~ w̄.
 ``uncertainty``: sd of such draws (continuous, column units) or 1 − p(imputed value|x_obs) (binary/categorical).
 
 Input rules (documented and tested): NaN/None/pd.NA (and ``missing_values``) are missing; observed entries are never
@@ -59,6 +67,9 @@ N_VALID_SAMPLES = 32  # importance samples for the early-stopping imputations
 MIN_VALID_ENTRIES = 20
 MIN_CHECK_EVERY, CHECKS = 25, 60  # held-out checks (and the Trainer's rounds) every max(25, ⌊T/60⌋) steps
 MIN_ROWS = 2  # rows needed to fit (one row gives the model nothing to learn a distribution from)
+MIN_AUTO_BATCH, MAX_AUTO_BATCH, BATCHES_PER_EPOCH = 64, 256, 20  # batch_size="auto" (:func:`auto_batch`)
+BASE_LR, BASE_BATCH = 1e-3, 64  # lr="auto": 1e-3 at 64 rows, square-root scaled with the batch
+ROW_BUDGET = 512_000  # max_steps="auto": ⌈ROW_BUDGET / b⌉ steps (2000 of 256 rows, 8000 of 64)
 LOG_W_VALUES = 1 << 24  # log-weights held at once (L × rows, float32: 64 MiB): rows are imputed in blocks that fit
 
 
@@ -70,6 +81,15 @@ def _is_frame(X: Any) -> bool:
 
 def _is_nan(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _is_auto(v: Any) -> bool:
+    return isinstance(v, str) and v == "auto"
+
+
+def auto_batch(n_rows: int) -> int:
+    """The power of two nearest n/20 rows (about 20 batches an epoch), clipped to [64, 256]."""
+    return int(min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, 2 ** round(math.log2(max(1, n_rows) / BATCHES_PER_EPOCH)))))
 
 
 
@@ -95,13 +115,14 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Impute missing values with a VAE trained on the incomplete data (MIWAE; see the module docstring).
 
     Fitted attributes: ``model_`` (the VAE), ``schema_`` (column kinds and transforms), ``n_steps_`` (gradient steps
-    run), ``best_step_`` (kept weights), ``validation_`` (list of (step, held-out error)), ``n_features_in_``.
+    run), ``best_step_`` (kept weights), ``validation_`` (list of (step, held-out error)), ``batch_size_`` and ``lr_``
+    (the values used, after the "auto" rules), ``n_features_in_``.
     """
 
     def __init__(self, missing_values: Any = np.nan, latent_dim: int | str = "auto",
                  hidden: Sequence[int] = (128, 128, 128), activation: str = "tanh", k: int = 20,
-                 n_samples: int = 1000, max_steps: int = 10000, epochs: int = 300, batch_size: int = 64,
-                 lr: float = 1e-3, precision: str = "auto", obs_logvar_min: float = -4.0, validation_fraction: float = 0.0,
+                 n_samples: int = 250, max_steps: int | str = "auto", epochs: int = 300, batch_size: int | str = "auto",
+                 lr: float | str = "auto", precision: str = "auto", obs_logvar_min: float = -4.0, validation_fraction: float = 0.0,
                  patience: int = 10, column_transform: str = "standard", column_kinds: Mapping[str, str] | None = None,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto",
                  n_threads: int | None = None, time_limit_min: float = 0.0) -> None:
@@ -135,9 +156,11 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _check_params(self) -> None:
         ints = {"k": self.k, "n_samples": self.n_samples, "max_steps": self.max_steps, "epochs": self.epochs,
                 "batch_size": self.batch_size}
-        bad = [n for n, v in ints.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1]
+        auto = ("max_steps", "batch_size")
+        bad = [n for n, v in ints.items() if not (n in auto and _is_auto(v))
+               and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1)]
         if bad:
-            raise VaekitError(f"{', '.join(bad)} must be integers >= 1")
+            raise VaekitError(f"{', '.join(bad)} must be integers >= 1" + (" (or 'auto')" if set(bad) & set(auto) else ""))
         if self.n_samples > MAX_SAMPLES:
             raise VaekitError(f"n_samples must be at most {MAX_SAMPLES} (importance samples per row), "
                               f"got {self.n_samples}")
@@ -145,8 +168,10 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise VaekitError(f"latent_dim must be 'auto' or an integer >= 1, got {self.latent_dim!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise VaekitError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
-        if not 0 <= self.validation_fraction < 1 or self.patience < 0 or not self.lr > 0:
-            raise VaekitError("validation_fraction must be in [0, 1), patience >= 0 and lr > 0")
+        lr_ok = _is_auto(self.lr) or (not isinstance(self.lr, (bool, str)) and isinstance(self.lr, (int, float, np.number))
+                                      and math.isfinite(self.lr) and self.lr > 0)
+        if not 0 <= self.validation_fraction < 1 or self.patience < 0 or not lr_ok:
+            raise VaekitError("validation_fraction must be in [0, 1), patience >= 0 and lr > 0 (or 'auto')")
         if isinstance(self.time_limit_min, bool) or not isinstance(self.time_limit_min, (int, float)) \
                 or not math.isfinite(self.time_limit_min) or self.time_limit_min < 0:
             raise VaekitError(f"time_limit_min must be a number of minutes >= 0 (0 = none), got {self.time_limit_min!r}")
@@ -252,6 +277,13 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             1, col_of, (mean - truth[:, :vd]) ** 2)
         return float(per_col[held].mean())
 
+    def _budget(self, n_rows: int) -> tuple[int, float, int]:
+        """(batch size b, learning rate, step cap) for a table of ``n_rows``: the "auto" rules of the module docstring."""
+        b = auto_batch(n_rows) if _is_auto(self.batch_size) else int(self.batch_size)
+        lr = BASE_LR * math.sqrt(b / BASE_BATCH) if _is_auto(self.lr) else float(self.lr)
+        cap = math.ceil(ROW_BUDGET / b) if _is_auto(self.max_steps) else int(self.max_steps)
+        return b, lr, cap
+
     def _train(self, x: torch.Tensor) -> VAE:
         """Adam on the MIWAE bound through the Trainer: T steps (the rule in the module docstring), cosine decay to
         5% of ``lr``, full batches; with held-out entries, keep-best and patience on their imputation error."""
@@ -259,11 +291,13 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         x_tr, held = self._hold_out(x, rng)
         dev = resolve_device(self.device)
         model = VAE(self._model_config())  # drawn from the caller's seeded stream, which the Trainer continues
-        n, bs = len(x_tr), max(1, min(int(self.batch_size), len(x_tr)))
-        full = max(1, min(int(self.max_steps), int(self.epochs) * (n // bs)))
-        total = scaled_steps(n, int(self.batch_size), full)
+        n, b, lr, cap = len(x_tr), *self._budget(len(x_tr))
+        bs = max(1, min(b, n))
+        full = max(1, min(cap, int(self.epochs) * (n // bs)))
+        total = scaled_steps(n, b, full)
+        self.batch_size_, self.lr_ = b, lr
         cfg = TrainConfig(max_steps=total, steps_per_round=max(MIN_CHECK_EVERY, total // CHECKS), batch_size=bs,
-                          drop_last=True, lr=float(self.lr), schedule="cosine", min_lr_ratio=0.05, objective="miwae",
+                          drop_last=True, lr=lr, schedule="cosine", min_lr_ratio=0.05, objective="miwae",
                           iwae_k=int(self.k), warmup_epochs=0.0, precision=self.precision, device=str(dev),
                           num_threads=int(self.n_threads or 0), seed=self._seed, nan_policy="rollback",
                           early_stopping=int(self.patience) if held is not None else 0, keep_best=held is not None,

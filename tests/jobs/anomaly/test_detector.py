@@ -304,3 +304,24 @@ def test_pyod_copy_of_check_outliers_fit_predict():
     assert np.array_equal(y_pred, est.fit(X).predict(X))
     est.set_params(contamination=0.1)
     _contamination_holds(est, X, est.fit_predict(X))
+
+
+def test_variance_ceiling_default_option_and_folders_written_before_it(tmp_path):
+    """obs_logvar_max=None: the library's ceiling log σ² ≤ 5 (member configs as before the parameter existed); a
+    number given is the ceiling of every member's likelihood, saved and loaded; a folder written before the parameter
+    existed (no key in detector.json) loads and scores as saved."""
+    X, _ = _blobs(n=120)
+    det = VAEAnomalyDetector(**FAST).fit(X)
+    assert det.models_[0].likelihood.logvar_max == 5.0
+    assert "obs_logvar_max" not in det.models_[0].config.to_dict()  # member config.json as before the parameter
+    capped = VAEAnomalyDetector(**FAST, obs_logvar_max=0.0).fit(X)
+    assert capped.models_[0].config.obs_logvar_max == 0.0 and capped.models_[0].likelihood.logvar_max == 0.0
+    capped.save(tmp_path / "capped")
+    again = VAEAnomalyDetector.load(tmp_path / "capped")
+    assert again.obs_logvar_max == 0.0 and np.array_equal(again.decision_function(X), capped.decision_function(X))
+    assert not np.array_equal(capped.decision_function(X), det.decision_function(X))
+    det.save(tmp_path / "old")
+    _resave(tmp_path / "old" / "detector.json", lambda doc: (doc["params"].pop("obs_logvar_max"), doc.update(
+        config_blake2b=document_digest(doc, "config_blake2b"))))
+    back = VAEAnomalyDetector.load(tmp_path / "old")
+    assert back.obs_logvar_max is None and np.array_equal(back.decision_function(X), det.decision_function(X))

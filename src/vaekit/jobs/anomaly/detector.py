@@ -19,10 +19,11 @@ column in the excess over the training median: e_j = max(0, t_j − median_train
 
 Observation model (``likelihood='auto'``/``'mixed'``): a continuous column is standardised on the training rows
 (``column_transform``) and modelled as p(x_j|z) = N(μ_j(z), σ_j²(z)), log σ_j²(z) a decoder output clamped to
-[``obs_logvar_min``, ``obs_logvar_max``] = [−7, 0] by default (``obs_logvar_max=None``: 0 here): the predicted
-variance never exceeds the column's training variance (σ_j ≤ 1 standardised unit), so the decoder cannot make a row
-it reconstructs badly look likely by predicting a wide variance for it. ``likelihood='gaussian_learned'`` models
-the unstandardised values, so there ``None`` keeps the library's ceiling log σ² ≤ 5 (a number given is used as is).
+[``obs_logvar_min``, ``obs_logvar_max``] = [−7, 5] by default (``obs_logvar_max=None``: the library's ceiling 5).
+``obs_logvar_max=0`` keeps the predicted variance within the column's training variance (σ_j ≤ 1 standardised
+unit), so the decoder cannot explain a badly reconstructed row away with a wide variance: chosen on the ADBench
+development sets it raised their mean ROC-AUC from 88.92 to 89.85, but lowered the held-out sets' from 86.39 to
+85.17, so it is an option, not the default (README, "Anomaly detection").
 
 ``contamination``: a float c in (0, 0.5] puts the threshold at the (1 − c) quantile of the training scores (as
 PyOD); ``'auto'`` uses a robust rule: threshold = median + 3 · 1.4826 · MAD of the training scores (the standard
@@ -190,11 +191,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
 
     @property
     def _obs_logvar_max(self) -> float:
-        """The ceiling of the decoder's log σ²: ``obs_logvar_max``, or for None 0 (mixed: standardised columns, σ at
-        most the training s.d.) / 5 (the library's ceiling, for the unstandardised gaussian_learned)."""
+        """The ceiling of the decoder's log σ²: ``obs_logvar_max``, or for None the library's ceiling 5 (the
+        ModelConfig default, so member config.json files stay as they were before the parameter)."""
         if self.obs_logvar_max is not None:
             return float(self.obs_logvar_max)
-        return 0.0 if self._mixed else 5.0
+        return 5.0
 
     @property
     def _mixed(self) -> bool:

@@ -90,7 +90,7 @@ def load_detector(directory: str | os.PathLike[str], cls: type) -> Any:
     try:
         params = dict(doc["params"])
         params["hidden"] = tuple(params["hidden"])
-        params.setdefault("obs_logvar_max", 5.0)  # folders written before the parameter: the ceiling they had
+        params.setdefault("obs_logvar_max", None)  # folders written before the parameter: None = the ceiling 5 they had
         det = cls(**params)
         det._seeds, det._input = [int(s) for s in doc["seeds"]], str(doc["input"])
         det.threshold_, det.columns_ = float(doc["threshold"]), list(doc["columns"])

@@ -185,7 +185,7 @@ def test_auto_budget_small_tables_as_before_large_ones_larger_batches():
     x_miss, _ = _mcar(x)
     fit = VAEImputer(**{**TINY, "max_steps": "auto", "epochs": 1}).fit(x_miss)
     assert (fit.batch_size_, fit.lr_, fit.n_steps_) == (64, 1e-3, 4)  # 1 epoch = 4 full batches of 64
-    for bad in (dict(batch_size="big"), dict(max_steps=0), dict(lr="fast"), dict(lr=0.0), dict(batch_size=True)):
+    for bad in ({"batch_size": "big"}, {"max_steps": 0}, {"lr": "fast"}, {"lr": 0.0}, {"batch_size": True}):
         with pytest.raises(ValueError, match="must be"):
             VAEImputer(**{**TINY, **bad}).fit(x_miss)
 

@@ -41,11 +41,16 @@ def tiny_npz(tmp_path: Path) -> Path:
     return p
 
 
+# the longest single tests (minutes under 2 workers): they start first of all, so no worker idles at the end while
+# one of them runs (longest-processing-time-first)
+LONGEST = {"test_readme_examples.py": 3, "test_estimator_defaults.py": 2, "test_commands.py": 1}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``slow`` run first (a stable sort: under pytest-xdist the long ones start at once instead of
     trailing behind the short ones on one worker); tests marked ``gpu`` run where PyTorch sees a CUDA device and are
     skipped (with the reason) elsewhere."""
-    items.sort(key=lambda item: 0 if "slow" in item.keywords else 1)
+    items.sort(key=lambda item: (0 if "slow" in item.keywords else 1, -LONGEST.get(item.path.name, 0)))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA GPU here")

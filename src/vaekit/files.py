@@ -354,6 +354,7 @@ def check_document_seal(doc: dict[str, Any], path: Path) -> None:
     if actual != recorded:
         raise CheckpointError(f"{path}: does not match its checksum ({SEAL_FIELD}): the file was edited or damaged")
 
+
 def write_sealed_document(folder: Path, name: str, doc: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """:func:`seal_document` over the files ``names``, written atomically to ``folder/name`` (last: after the files
     it vouches for) → the sealed document."""
@@ -367,7 +368,8 @@ RUNTIME_PARAMS = ("device", "n_threads")  # where to compute: the machine's busi
 
 def portable_params(params: dict[str, Any], drop: Iterable[str] = RUNTIME_PARAMS) -> dict[str, Any]:
     """An estimator's ``get_params()`` as plain JSON values, less the settings ``drop`` (default: device and
-    threads): tuples and lists → lists, mappings → dicts, numpy scalars → Python numbers; other values as they are."""
+    threads): tuples and lists → lists, mappings → dicts, numpy scalars → Python numbers; other values as
+    they are."""
     def plain(v: Any) -> Any:
         if isinstance(v, (list, tuple)):
             return [plain(u) for u in v]
@@ -375,7 +377,8 @@ def portable_params(params: dict[str, Any], drop: Iterable[str] = RUNTIME_PARAMS
             return {k: plain(u) for k, u in v.items()}
         return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
 
-    return {k: plain(v) for k, v in params.items() if k not in set(drop)}
+    dropped = set(drop)
+    return {k: plain(v) for k, v in params.items() if k not in dropped}
 
 
 def read_sealed_document(folder: Path, name: str, fmt: str, version: int, what: str) -> dict[str, Any]:

@@ -54,10 +54,11 @@ def csv_safe(df: Any) -> Any:
 def kept_columns(columns: Sequence[Any], ignore: Sequence[Any], source: Any, job: str) -> list[Any]:
     """The columns left once those ``--ignore`` names are dropped, in table order; a name the table lacks, or nothing
     left for ``job`` to work on, is a one-line DataError naming ``source``."""
-    absent = [c for c in ignore if c not in set(columns)]
+    have, drop = set(columns), set(ignore)
+    absent = [c for c in ignore if c not in have]
     if absent:
         raise DataError(f"{source}: --ignore names column(s) {absent} that the table does not have")
-    use = [c for c in columns if c not in set(ignore)]
+    use = [c for c in columns if c not in drop]
     if not use:
         raise DataError(f"{source}: no columns left to {job}")
     return use

@@ -98,7 +98,6 @@ def auto_batch(n_rows: int) -> int:
     return int(min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, 2 ** round(math.log2(max(1, n_rows) / BATCHES_PER_EPOCH)))))
 
 
-
 def _fill_column(col: Any, pos: np.ndarray, new: np.ndarray) -> Any:
     """A copy of the Series ``col`` with ``new`` at positions ``pos``, in the column's own dtype."""
     import pandas as pd
@@ -129,7 +128,8 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                  hidden: Sequence[int] = (128, 128, 128), activation: str = "tanh", k: int = 20,
                  n_samples: int = 250, max_steps: int | str = "auto", epochs: int = 300, batch_size: int | str = "auto",
                  lr: float | str = "auto", precision: str = "auto", obs_logvar_min: float = -4.0,
-                 validation_fraction: float = 0.0, patience: int = 10, column_transform: str = "standard", column_kinds: Mapping[str, str] | None = None,
+                 validation_fraction: float = 0.0, patience: int = 10, column_transform: str = "standard",
+                 column_kinds: Mapping[str, str] | None = None,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto",
                  n_threads: int | None = None, time_limit_min: float = 0.0) -> None:
         self.missing_values = missing_values
@@ -166,7 +166,8 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         bad = [n for n, v in ints.items() if not (n in auto and _is_auto(v))
                and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1)]
         if bad:
-            raise VaekitError(f"{', '.join(bad)} must be integers >= 1" + (" (or 'auto')" if set(bad) & set(auto) else ""))
+            raise VaekitError(f"{', '.join(bad)} must be integers >= 1"
+                              + (" (or 'auto')" if set(bad) & set(auto) else ""))
         if self.n_samples > MAX_SAMPLES:
             raise VaekitError(f"n_samples must be at most {MAX_SAMPLES} (importance samples per row), "
                               f"got {self.n_samples}")
@@ -174,7 +175,8 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise VaekitError(f"latent_dim must be 'auto' or an integer >= 1, got {self.latent_dim!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise VaekitError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
-        lr_ok = _is_auto(self.lr) or (not isinstance(self.lr, (bool, str)) and isinstance(self.lr, (int, float, np.number))
+        lr_ok = _is_auto(self.lr) or (not isinstance(self.lr, (bool, str))
+                                      and isinstance(self.lr, (int, float, np.number))
                                       and math.isfinite(self.lr) and self.lr > 0)
         if not 0 <= self.validation_fraction < 1 or self.patience < 0 or not lr_ok:
             raise VaekitError("validation_fraction must be in [0, 1), patience >= 0 and lr > 0 (or 'auto')")
@@ -284,7 +286,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return float(per_col[held].mean())
 
     def _budget(self, n_rows: int) -> tuple[int, float, int]:
-        """(batch size b, learning rate, step cap) for a table of ``n_rows``: the "auto" rules of the module docstring."""
+        """(batch size b, learning rate, step cap) for a table of ``n_rows``: the module docstring's "auto" rules."""
         b = auto_batch(n_rows) if _is_auto(self.batch_size) else int(self.batch_size)
         lr = BASE_LR * math.sqrt(b / BASE_BATCH) if _is_auto(self.lr) else float(self.lr)
         cap = math.ceil(ROW_BUDGET / b) if _is_auto(self.max_steps) else int(self.max_steps)

@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     from vaekit.files import atomic_write_text
 
     torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import provenance
+
+    prov = provenance(threads=args.threads)  # before the run: its load average is the one the run met
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vaekit_tp_"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"rows": args.rows, "columns": 20, "threads": args.threads, "n_fit": N_FIT,
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
-    atomic_write_text(out / "throughput.json", json.dumps(results, indent=2))
+    atomic_write_text(out / "throughput.json", json.dumps({**results, **prov}, indent=2))
     d = VAEAnomalyDetector()
     rows = [(f"vaekit score_file, CSV → CSV (default: {d.n_models} models, k = {d.k})", "vaekit_file_csv"),
             ("vaekit score_file, Parquet → CSV (default)", "vaekit_file_parquet"),

@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -247,6 +248,10 @@ def main() -> None:
         write_md(args.out / "lossy.md", doc)
         return
     torch.set_num_threads(1)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import provenance
+
+    prov = provenance(threads=1)  # before the run: its load average is the one the run met
     models = args.models or args.out / "lossy_models"
     log = lambda m: print(m, flush=True)  # noqa: E731
     path = args.out / "lossy.json"
@@ -255,7 +260,7 @@ def main() -> None:
         doc = json.loads(path.read_text()) if path.is_file() else {"sets": {}}  # re-read: other runs may write too
         doc["sets"][name] = res
         doc.update(notes=__doc__.split("\n\n")[1].replace("\n", " "), platform=platform.platform(),
-                   torch=torch.__version__, threads=torch.get_num_threads(), qualities=QUALITIES)
+                   torch=torch.__version__, threads=torch.get_num_threads(), qualities=QUALITIES, **prov)
         atomic_write_text(path, json.dumps(doc, indent=2))
         write_md(args.out / "lossy.md", doc)
         log(f"[{name}] BD-rate vs JPEG: {doc['sets'][name]['bd_rate_psnr_pct']}")

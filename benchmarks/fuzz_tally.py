@@ -6,6 +6,8 @@ import resource
 import time
 from typing import Any
 
+from provenance import provenance
+
 
 class Tally:
     """Counts outcomes; a case slower than ``seconds_limit`` or a process peak RSS over ``rss_limit_mb`` fails."""
@@ -15,6 +17,7 @@ class Tally:
         self.counts: dict[str, int] = {}
         self.failures: list[str] = []
         self.worst, self.worst_case, self.t0 = 0.0, "", time.perf_counter()
+        self.provenance = provenance(threads=1)  # at the start: its load average is the one the run met
 
     def fail(self, case: int, what: str, why: str) -> None:
         self.failures.append(f"case {case} ({what}): {why}")
@@ -36,4 +39,5 @@ class Tally:
                 "failures": len(self.failures), "failure_examples": self.failures[:50],
                 "worst_case_seconds": round(self.worst, 4), "worst_case": self.worst_case,
                 "total_seconds": round(time.perf_counter() - self.t0, 1), "peak_rss_mb": round(peak_mb, 1),
-                "limits": {"seconds_per_case": self.seconds_limit, "peak_rss_mb": self.rss_limit_mb}}
+                "limits": {"seconds_per_case": self.seconds_limit, "peak_rss_mb": self.rss_limit_mb},
+                **self.provenance}

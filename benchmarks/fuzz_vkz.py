@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,9 @@ from vaekit.errors import CorruptFileError, WrongModelError
 from vaekit.files import atomic_write_text
 from vaekit.jobs.compress.bitsback import BitsBackCodec
 from vaekit.jobs.compress.container import DIGEST_BYTES, _digest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance  # noqa: E402
 
 
 def mutate(blob: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -85,6 +89,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    prov = provenance(threads=1)  # before the run: its load average is the one the run met
     rng = np.random.default_rng(args.seed)
     blob, decode, x = setup_bitsback(rng) if args.codec == "bitsback" else setup_lossy(rng)
     counts: dict[str, int] = {}
@@ -110,7 +115,7 @@ def main() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     doc = {"codec": args.codec, "cases": args.cases, "file_bytes": len(blob), "outcomes": counts, "failures": failures[:50],
            "n_failures": len(failures), "worst_case_seconds": worst, "total_seconds": time.perf_counter() - t0,
-           "max_rss_growth_mib": (rss - rss0) / 1024}
+           "max_rss_growth_mib": (rss - rss0) / 1024, **prov}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(doc, indent=1))
     print(json.dumps(doc, indent=1))

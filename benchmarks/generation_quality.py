@@ -8,15 +8,20 @@ then a conditional VAE (labels one-hot into encoder and decoder) and an uncondit
   between 10,000 test images and 10,000 samples; reference rows: train images (the floor) and
   per-pixel-shuffled test images.
 Runtime cap (≤ 15 min on one busy CPU thread): the classifier trains at most ``--clf-epochs`` epochs or
-``--clf-seconds`` s, the CVAE at most ``--epochs`` epochs or ``--cvae-minutes`` min, the VAE ``--vae-minutes`` min
-(Trainer ``time_limit_min``); on a machine shared with other jobs fewer epochs fit in these limits.
+``--clf-seconds`` s, the CVAE at most ``--epochs`` epochs or ``--cvae-minutes`` min, the VAE at most
+``--vae-epochs`` epochs or ``--vae-minutes`` min (Trainer ``time_limit_min``; 0 = no limit); on a machine shared
+with other jobs fewer epochs fit in these limits. With every time limit 0 the run is fixed by its seed alone
+(the seeds protocol, ``benchmarks/summarise_seeds.py images``):
 
     OMP_NUM_THREADS=1 python benchmarks/generation_quality.py --out benchmarks/results/generation
+    OMP_NUM_THREADS=1 python benchmarks/generation_quality.py --seed S --clf-seconds 0 --cvae-minutes 0 \
+        --vae-minutes 0 --vae-epochs 7 --out runs/genq_seedS
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +35,9 @@ from vaekit.core.model import VAE
 from vaekit.core.trainer import Trainer
 from vaekit.files import atomic_write_text
 from vaekit.plots import save_grid
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -58,7 +66,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, s
             opt.zero_grad()
             loss.backward()
             opt.step()
-            if time.perf_counter() - t0 > seconds:
+            if seconds and time.perf_counter() - t0 > seconds:
                 return clf.eval()
     return clf.eval()
 
@@ -77,7 +85,7 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(name: str, epochs: int, clf_epochs: int, seed: int, out: Path, clf_seconds: float, vae_minutes: float,
-        cvae_minutes: float) -> dict:
+        cvae_minutes: float, vae_epochs: int | None = None) -> dict:
     d = np.load(SHARED / f"{name}.npz")
     xtr = torch.from_numpy(d["x_train"].reshape(-1, 784).astype(np.float32) / 255)
     xte = torch.from_numpy(d["x_test"].reshape(-1, 784).astype(np.float32) / 255)
@@ -96,7 +104,7 @@ def run(name: str, epochs: int, clf_epochs: int, seed: int, out: Path, clf_secon
         # CVAE: 8 latent dimensions and no KL warm-up, so the class lives in c rather than in z
         mcfg = ModelConfig(input_shape=(1, 28, 28), latent_dim=8 if conditional else 16, hidden=(512, 256),
                            activation="elu", likelihood="bernoulli", n_conditions=10 if conditional else 0)
-        tcfg = TrainConfig(epochs=epochs, batch_size=100, lr=1e-3, warmup_epochs=0 if conditional else 2, seed=seed,
+        tcfg = TrainConfig(epochs=epochs if conditional or vae_epochs is None else vae_epochs, batch_size=100, lr=1e-3, warmup_epochs=0 if conditional else 2, seed=seed,
                            objective="elbo", precision="bf16", time_limit_min=cvae_minutes if conditional else vae_minutes)
         model = VAE(mcfg)
         t1 = time.perf_counter()
@@ -130,7 +138,7 @@ def run(name: str, epochs: int, clf_epochs: int, seed: int, out: Path, clf_secon
 
 def markdown(results: dict) -> str:
     """The headline figures as a Markdown table."""
-    names = [k for k in results if k != "config"]
+    names = [k for k in results if k not in ("config", "provenance")]
     rows = [("classifier test accuracy", "classifier_test_accuracy"),
             ("CVAE conditional accuracy (target ≥ 0.95 MNIST)", "conditional_accuracy"),
             ("CVAE conditional accuracy, temperature 0.8", "conditional_accuracy_t08"),
@@ -142,7 +150,7 @@ def markdown(results: dict) -> str:
     lines = ["# Image generation quality", "",
              f"Independent MLP classifier (≤ {cfg['clf_epochs']} epochs / {cfg['clf_seconds']:.0f} s); "
              f"CVAE 784-512-256-8 (≤ {cfg['epochs']} epochs / {cfg['cvae_minutes']} min), "
-             f"VAE 784-512-256-16 (≤ {cfg['vae_minutes']} min); "
+             f"VAE 784-512-256-16 (≤ {cfg.get('vae_epochs') or cfg['epochs']} epochs / {cfg['vae_minutes']} min); "
              "bf16, 1 thread; Fréchet distances in the classifier's 256-d features, 10,000 images each. "
              f"Total {cfg['seconds']:.0f} s.", "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -160,18 +168,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clf-seconds", type=float, default=60.0)
     ap.add_argument("--cvae-minutes", type=float, default=3.5)
     ap.add_argument("--vae-minutes", type=float, default=1.5)
+    ap.add_argument("--vae-epochs", type=int, default=None, help="epochs of the unconditional VAE (default --epochs)")
+    ap.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    prov = provenance(threads=args.threads)  # before the run: its load average is the one the run met
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results: dict = {}
-    for name in ("mnist", "fashion_mnist"):
+    for name in args.datasets:
         results[name] = run(name, args.epochs, args.clf_epochs, args.seed, out, args.clf_seconds, args.vae_minutes,
-                            args.cvae_minutes)
+                            args.cvae_minutes, args.vae_epochs)
         results["config"] = {**vars(args), "seconds": time.perf_counter() - t0}
+        results.update(prov)
         atomic_write_text(out / "images.json", json.dumps(results, indent=2))
         atomic_write_text(out / "images.md", markdown(results))
     print(json.dumps(results, indent=1))

@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.generators = [g for g in args.generators.split(",") if g]
     torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import provenance
+
+    prov = provenance(threads=args.threads)  # before the run: its load average is the one the run met
     out = Path(args.out)
     t0 = time.perf_counter()
     results = {}
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in [t for t in args.tables.split(",") if t]:
         results[name] = run_table(name, args)
         config["seconds"] = time.perf_counter() - t0
-        atomic_write_text(out / "tabular.json", json.dumps({"config": config, "results": results}, indent=2))
+        atomic_write_text(out / "tabular.json", json.dumps({"config": config, "results": results, **prov}, indent=2))
         atomic_write_text(out / "tabular.md", markdown(results, config))
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0

@@ -25,6 +25,9 @@ from vaekit.core.trainer import Trainer
 from vaekit.data import load_splits
 from vaekit.files import atomic_write_text
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance  # noqa: E402
+
 
 def plot(res: dict, path: Path) -> None:
     """NLL-vs-wall-clock: snapshots (k = curve_k on a random test subset) and the final k = 5000 figure."""
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / ".." / "shared/data/binarized_mnist.npz"))
     ap.add_argument("--out", default="benchmarks/results/mnist_nll")
-    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--minutes", type=float, default=30.0,
+                    help="wall-clock limit; the cosine then runs over the time. 0: no limit, cosine over --epochs")
     ap.add_argument("--epochs", type=int, default=250)
     ap.add_argument("--objective", default="iwae")
     ap.add_argument("--k", type=int, default=10)
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(json.loads((Path(args.out) / "result.json").read_text()), Path(args.out) / "nll_vs_time.png")
         return 0
     torch.set_num_threads(args.threads)
+    prov = provenance(threads=args.threads)  # before the run: its load average is the one the run met
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sp = load_splits(args.data)
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
            "train_config": tcfg.to_dict(), "train_seconds": train_s, "epochs_run": len(hist.epochs),
            "best_epoch": hist.best_epoch, "stopped": hist.stopped, "test": final, "eval_seconds": eval_s,
            "precision_check": check, "curve": curve, "threads": args.threads,
-           "argv": sys.argv[1:], "torch": torch.__version__}
+           "argv": sys.argv[1:], "torch": torch.__version__, **prov}
     atomic_write_text(out / "result.json", json.dumps(res, indent=2))
     plot(res, out / "nll_vs_time.png")
     print(json.dumps({k: res[k] for k in ("train_seconds", "epochs_run", "best_epoch", "eval_seconds")}))

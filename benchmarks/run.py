@@ -35,6 +35,11 @@ PLAN: dict[str, tuple[float, list[str]]] = {
                             str(RUNS / "cli_recipe"), "--time-limit", "30", "--seed", "0", "--no-progress"]),
     "cli_recipe_eval": (4, [*VK, "eval", str(RUNS / "cli_recipe"), "--data", str(DATA / "binarized_mnist.npz"),
                             "--k", "5000", "--json", "--precision", "bf16"]),
+    # headline NLL over 3 training seeds: no wall-clock limit, the cosine over 265 epochs (what 30 min on 2 cores ran)
+    **{f"nll_seed{s}": (65, [PY, str(HERE / "mnist_nll.py"), "--minutes", "0", "--epochs", "265", "--threads", "1",
+                             "--seed", str(s), "--out", str(RUNS / f"nll_seed{s}")]) for s in range(3)},
+    "nll_seeds": (1, [PY, str(HERE / "summarise_seeds.py"), "nll", *(str(RUNS / f"nll_seed{s}") for s in range(3)),
+                      "--out", "benchmarks/results/mnist_nll/seeds"]),
     "zoo": (1010, [PY, str(HERE / "zoo.py"), "--minutes", "120", "--out", "benchmarks/results/zoo"]),  # 8 models
     "anomaly_adbench": (60, [PY, str(HERE / "anomaly_adbench.py"), "--out", "benchmarks/results/anomaly"]),
     "anomaly_throughput": (20, [PY, str(HERE / "anomaly_throughput.py"), "--out", "benchmarks/results/anomaly"]),
@@ -65,6 +70,14 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "fuzz_lossy": (30, [PY, str(HERE / "fuzz_vkz.py"), "--codec", "lossy", "--cases", "100000", "--out",
                         "benchmarks/results/compress/fuzz_lossy.json"]),
     "generation_quality": (15, [PY, str(HERE / "generation_quality.py"), "--out", "benchmarks/results/generation"]),
+    # conditional accuracy / FD over 3 training seeds, fixed epochs (no wall-clock limit)
+    **{f"genq_{d}_seed{s}": (9, [PY, str(HERE / "generation_quality.py"), "--datasets", d, "--seed", str(s),
+                                 "--clf-seconds", "0", "--cvae-minutes", "0", "--vae-minutes", "0", "--vae-epochs", "7",
+                                 "--out", str(RUNS / f"genq_{d}_seed{s}")])
+       for d in ("mnist", "fashion_mnist") for s in range(3)},
+    **{f"genq_{d}_seeds": (1, [PY, str(HERE / "summarise_seeds.py"), "images",
+                               *(str(RUNS / f"genq_{d}_seed{s}") for s in range(3)),
+                               "--out", f"benchmarks/results/generation/seeds_{d}"]) for d in ("mnist", "fashion_mnist")},
     "generation_tabular": (4, [PY, str(HERE / "generation_tabular.py"), "--out", "benchmarks/results/generation"]),
     "generation_tabular_s1": (4, [PY, str(HERE / "generation_tabular.py"), "--seed", "1", "--out", str(RUNS / "gen_s1")]),
     "generation_tabular_s2": (4, [PY, str(HERE / "generation_tabular.py"), "--seed", "2", "--out", str(RUNS / "gen_s2")]),

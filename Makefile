@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/vaekit demo --out demo-report
 
 test: install
-	$(BIN)/python -m pytest tests -n 2 --dist worksteal   # 2 workers (pytest-xdist), one compute thread each; an idle worker takes queued tests from the busy one
+	$(BIN)/python -m pytest tests -n 2 --dist worksteal --durations=15   # 2 workers (pytest-xdist), one compute thread each; an idle worker takes queued tests from the busy one
 
 clean:
 	rm -rf $(VENV) demo-report

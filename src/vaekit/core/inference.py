@@ -105,6 +105,12 @@ def shared_eps(n_samples: int, latent_dim: int, seed: int, dtype: torch.dtype = 
     return torch.randn(n_samples, latent_dim, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
+def _check_eps(model: VAE, eps: torch.Tensor) -> None:
+    if eps.dim() != 2 or eps.shape[1] != model.noise_dim:
+        raise VaekitError(f"shared draws must be (L, {model.noise_dim}) for this model (its noise width), "
+                          f"got {tuple(eps.shape)}")
+
+
 def _rows_per_chunk(model: VAE, chunk: int, memory_mb: float) -> int:
     """Rows per chunk so that ~3 live (chunk, rows, width) float32 tensors fit in ``memory_mb``."""
     width = max(max(model.config.hidden, default=1), int(model.decoder.widest))  # the decoder knows its widest layer
@@ -116,25 +122,27 @@ def snis(model: VAE, x_in: torch.Tensor, log_lik: Fn, stat: Fn, eps: torch.Tenso
          memory_mb: float = 96.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_l w̄_l f(θ(z_l)) per row with w̄ ∝ p(x_obs|z_l) p(z_l) / q(z_l|x̃) → (expectations (N, F), log w (L, N)).
 
+    z_l, log p(z_l) and log q(z_l|x̃) come from the model's ``draw_latents`` for the shared ε_l (L, noise_dim), so
+    every zoo model (mixture/VampPrior priors, IAF posteriors, hierarchical layers) is weighted exactly.
+
     ``log_lik(params, rows)`` = log p(x_obs | z) (L', B); ``stat(params, rows)`` = E[f(x) | z] (L', B, F).
     Streams over chunks of samples (online log-sum-exp) and rows, so memory stays within ~``memory_mb``.
     """
     model.eval()
     dt = eps.dtype
+    _check_eps(model, eps)
     rows = _rows_per_chunk(model, chunk, memory_mb)
     means, lws = [], []
     for a in range(0, len(x_in), rows):
         sl = slice(a, min(a + rows, len(x_in)))
-        mu, logvar = model.encode(x_in[sl].to(dt))
-        sd = torch.exp(0.5 * logvar)
+        state = model.posterior_state(x_in[sl].to(dt))
         top = acc = tot = None
         lw_parts = []
         for b in range(0, len(eps), chunk):
-            e = eps[b:b + chunk, None, :]
-            z = mu + sd * e  # (L', B, d)
+            e = eps[b:b + chunk, None, :].expand(-1, sl.stop - sl.start, -1)  # (L', B, noise_dim)
+            z, log_pz, log_qz = model.draw_latents(state, e)
             params = model.decode(z)
-            log_qz = gaussian_log_q(e, logvar)
-            lw = log_lik(params, sl) + model.prior.log_prob(z) - log_qz
+            lw = log_lik(params, sl) + log_pz - log_qz
             f = stat(params, sl)
             m = lw.max(0).values if top is None else torch.maximum(top, lw.max(0).values)
             w = torch.exp(lw - m)
@@ -153,16 +161,17 @@ def snis(model: VAE, x_in: torch.Tensor, log_lik: Fn, stat: Fn, eps: torch.Tenso
 @torch.no_grad()
 def sir(model: VAE, x_in: torch.Tensor, log_w: torch.Tensor, eps: torch.Tensor, m: int, draw: Fn,
         generator: torch.Generator | None = None, memory_mb: float = 96.0) -> torch.Tensor:
-    """m draws per row: l* ~ Categorical(softmax(log w)), z = μ + σ·ε_l*, x ~ p(x | z) → (m, N, F)."""
+    """m draws per row: l* ~ Categorical(softmax(log w)), z = z(ε_l*) as in :func:`snis`, x ~ p(x | z) → (m, N, F)."""
     dt = eps.dtype
+    _check_eps(model, eps)
     rows = _rows_per_chunk(model, max(1, m), memory_mb)
     out = []
     for a in range(0, len(x_in), rows):
         sl = slice(a, min(a + rows, len(x_in)))
-        mu, logvar = model.encode(x_in[sl].to(dt))
+        state = model.posterior_state(x_in[sl].to(dt))
         probs = torch.softmax(log_w[:, sl].double(), 0).T  # (B, L)
         idx = torch.multinomial(probs, m, replacement=True, generator=generator).T  # (m, B)
-        z = mu + torch.exp(0.5 * logvar) * eps[idx]
+        z, _, _ = model.draw_latents(state, eps[idx])
         out.append(draw(model.decode(z), sl))
     return torch.cat(out, 1)
 

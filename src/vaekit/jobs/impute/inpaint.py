@@ -45,7 +45,7 @@ def inpaint(model: VAE, x: torch.Tensor, observed: torch.Tensor, n_samples: int 
     x_obs = torch.where(observed, x, torch.zeros_like(x))  # hidden values (even NaN) never reach the likelihood
     fill = (x_obs * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
     filled = torch.where(observed, x_obs, fill.expand_as(x))
-    eps = shared_eps(n_samples, model.config.latent_dim, seed)
+    eps = shared_eps(n_samples, model.noise_dim, seed)
     log_w = torch.zeros(n_samples, len(x))
     for _ in range(max(1, rounds)):
         mean, log_w = snis(model, filled, lambda p, sl: (lik.log_prob_dims(p, x_obs[sl]) * m[sl]).sum(-1),

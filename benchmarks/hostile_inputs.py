@@ -496,7 +496,9 @@ def _child(argv: list[str], err_path: str, timeout: int) -> None:
 
 def drive(jobs: list[dict[str, Any]], timeout: int = 60) -> list[dict[str, Any]]:
     """Run each job {"name", "argv"} in a forked child of this process; → exit code, stderr, peak RSS, seconds."""
-    import vaekit.cli.main  # noqa: F401  (import once, before forking: the children share it)
+    from vaekit.cli.main import preload
+
+    preload()  # import the commands' modules once, before forking: the children share them
 
     out = []
     with tempfile.TemporaryDirectory() as tmp:

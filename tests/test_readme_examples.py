@@ -109,7 +109,8 @@ def prepared(block: Block) -> str:
 # --- the warm CLI: one import of vaekit, a fork per command --------------------------------------------------------
 SERVER = textwrap.dedent('''
     import json, os, socket, sys, traceback
-    import vaekit.cli.main as cli  # the expensive import, paid once
+    import vaekit.cli.main as cli
+    cli.preload()  # the expensive imports (the commands' PyTorch, pandas ...), paid once
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(sys.argv[1])

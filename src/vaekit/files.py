@@ -14,13 +14,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 
 from vaekit.errors import CheckpointError, VaekitError
+
+if TYPE_CHECKING:  # PyTorch is imported by the functions that need it: the CLI's input guard imports this module
+    import torch
 
 _PROTECTED: set[Path] = set()
 MAX_PROTECTED_FILES = 200_000
@@ -412,6 +413,8 @@ def check_file_seals(doc: dict[str, Any], folder: Path, names: Iterable[str], pa
 def tensors_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
     """BLAKE2b-128 over every tensor (name, dtype, shape, bytes, in sorted order) and the metadata strings:
     the checksum a training checkpoint carries in its own metadata (under ``digest``, left out here)."""
+    import torch
+
     h = hashlib.blake2b(digest_size=16)
     for k in sorted(tensors):
         v = tensors[k].detach().cpu().contiguous()
@@ -457,6 +460,8 @@ def read_tensors(path: Path, what: str, digest: object = None,
     """Tensors and metadata of a safetensors file; when ``digest`` is a string (a config.json's recorded
     ``weights_blake2b``; older folders have none), the file's BLAKE2b-128 must equal it. The header is read and
     checked first (:func:`_tensor_header`; ``max_values`` bounds the values it may declare)."""
+    from safetensors.torch import load as st_load
+
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
     header = _tensor_header(path, what, max_values)
@@ -476,6 +481,8 @@ def read_tensors(path: Path, what: str, digest: object = None,
 
 def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Raise a CheckpointError naming the first missing, unexpected or mis-shaped tensor."""
+    import torch
+
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

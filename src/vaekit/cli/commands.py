@@ -1,18 +1,17 @@
-"""Core commands: ``vaekit train | eval | sample | reconstruct | demo`` over :mod:`vaekit.core.workflows`."""
+"""Core commands: ``vaekit train | eval | sample | reconstruct | demo`` over :mod:`vaekit.core.workflows`.
+
+PyTorch and the core are imported inside the commands, so that building the app and ``--help`` stay fast."""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
 
-from vaekit.cli.demo import run_demo
-from vaekit.core import workflows
-from vaekit.core.config import ModelConfig, TrainConfig
 from vaekit.errors import VaekitError
-from vaekit.runtime import world
 from vaekit.options import (
     MAX_SAMPLES,
     count_option,
@@ -25,7 +24,14 @@ from vaekit.options import (
 app = typer.Typer(rich_markup_mode=None, help="Train, evaluate, sample and reconstruct a VAE; the demo report.")
 
 
-_T, _M = TrainConfig(), ModelConfig()  # the CLI's defaults are the config dataclasses' defaults
+# The CLI's defaults are the config dataclasses' defaults, written out here so that the app is built without importing
+# vaekit.core (PyTorch); tests/cli/test_main.py checks that they equal TrainConfig()'s and ModelConfig()'s.
+_T = SimpleNamespace(epochs=250, time_limit_min=0.0, fit_schedule_to_time=True, objective="iwae", iwae_k=10, beta=1.0,
+                     warmup_epochs=10.0, free_bits=0.0, lr=1e-3, batch_size=100, optimizer="adam", weight_decay=0.0,
+                     schedule="cosine", binarize="none", precision="auto", early_stopping=0)
+_M = SimpleNamespace(latent_dim=40, arch="mlp", hidden=(300, 300), channels=(32, 64), activation="tanh",
+                     likelihood="bernoulli", n_categories=0, prior="standard_normal", prior_components=0,
+                     stochastic_layers=1, posterior="gaussian", flow_steps=2)
 _csv = lambda v: ",".join(map(str, v))  # noqa: E731
 
 
@@ -84,6 +90,10 @@ def train(
     """Train a VAE (default: the measured best recipe, IWAE k=10 + KL warm-up + cosine + bf16 where native); the best
     model by the validation bound is written to OUT/model. Same seed, same bytes; --resume after any stop gives
     the uninterrupted result."""
+    from vaekit.core import workflows
+    from vaekit.core.config import ModelConfig, TrainConfig
+    from vaekit.runtime import world
+
     mcfg = ModelConfig.before_data(latent_dim=latent_dim, arch=arch, hidden=ints(hidden, "hidden"),
                                    channels=ints(channels, "channels"), activation=activation,
                                    likelihood=likelihood, n_categories=n_categories, prior=prior,
@@ -123,6 +133,8 @@ def eval_(
     """Importance-sampled NLL, ELBO, KL, bits/dim and active units of a trained model."""
     if precision not in ("auto", "fp32", "bf16"):
         raise VaekitError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+    from vaekit.core import workflows
+
     res = workflows.evaluate_file(model_dir, data, split, k, batch_size, precision, seed, limit,
                                   progress=not as_json and sys.stderr.isatty(), device=device, threads=threads,
                                   stream=stream)
@@ -143,6 +155,7 @@ def sample(
     label: Optional[int] = typer.Option(None, help="Class to generate (conditional models)."),
 ) -> None:
     """Draw samples from the prior and decode them."""
+    from vaekit.core import workflows
 
     workflows.sample(model_dir, n, out, temperature, seed, label)
     typer.echo(f"wrote {n} samples to {out}")
@@ -157,6 +170,7 @@ def reconstruct(
     out: Path = typer.Option(Path("reconstructions.png"), "--out", "-o", help="PNG (inputs over reconstructions) or .npy."),
 ) -> None:
     """Encode and decode examples: inputs on the top row, reconstructions below."""
+    from vaekit.core import workflows
 
     workflows.reconstruct(model_dir, data, split, n, out)
     typer.echo(f"wrote reconstructions to {out}")
@@ -172,6 +186,7 @@ def demo(
                                    "earlier report (its other files are kept; same-named ones are replaced)."),
 ) -> None:
     """Train a small VAE on scikit-learn's digits (offline) and write an HTML report."""
+    from vaekit.cli.demo import run_demo
 
     index = run_demo(out, epochs=epochs, seed=seed, progress=progress, overwrite=overwrite)
     typer.echo(f"report: {index}")

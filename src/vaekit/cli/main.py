@@ -1,9 +1,12 @@
 """The root ``vaekit`` app: it adds each job's typer app, guards the user's files and maps errors to exit codes.
 
 Commands hold no logic beyond argument handling; bad input → one line on stderr and exit code 2, no traceback.
+Building the app imports no PyTorch, pandas, scikit-learn or matplotlib (``vaekit --version`` / ``--help`` are fast):
+each command imports the modules it needs when it runs (tests/cli/test_main.py).
 """
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from pathlib import Path
@@ -46,6 +49,19 @@ app.add_typer(anomaly_app, name="anomaly")     # anomaly fit | score
 app.add_typer(impute_app)                      # impute, inpaint
 app.add_typer(explore_app)                     # explore, latent …
 app.add_typer(deploy_app)                      # export (ONNX / TorchScript)
+
+# the heavy modules behind the commands (each command imports its own when it runs)
+COMMAND_MODULES = ("vaekit.core.workflows", "vaekit.cli.demo", "vaekit.jobs.generate.files",
+                   "vaekit.jobs.compress.lossless", "vaekit.jobs.compress.lossy", "vaekit.jobs.compress.lossy_train",
+                   "vaekit.jobs.anomaly.files", "vaekit.jobs.impute.files", "vaekit.jobs.impute.inpaint",
+                   "vaekit.jobs.explore.latent", "vaekit.deploy.export")
+
+
+def preload() -> None:
+    """Import the modules behind every command now: for a process that imports the CLI once and then forks a child
+    per command, so that the children share them (tests/test_readme_examples.py, benchmarks/hostile_inputs.py)."""
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
 
 
 OUTPUT_OPTIONS = ("-o", "--out", "--plot", "--uncertainty")

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from vaekit.deploy.export import export as export_model
-
 app = typer.Typer(rich_markup_mode=None, help="Deploy: export models as ONNX or TorchScript graphs; serve them over HTTP.")
 
 
@@ -20,6 +18,7 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an export already in --out."),
 ) -> None:
     """Write encoder/decoder graphs (a VAE) or the score graph (a detector), each checked against PyTorch."""
+    from vaekit.deploy.export import export as export_model
 
     doc = export_model(model_dir, out, fmt, overwrite=overwrite)
     for g in doc["graphs"].values():

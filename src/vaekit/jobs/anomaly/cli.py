@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from vaekit.data.tables import kept_columns, read_table
 from vaekit.errors import CheckpointError, VaekitError
 from vaekit.files import (
     atomic_write_text,
@@ -15,9 +14,6 @@ from vaekit.files import (
     read_json,
     retire_artifacts,
 )
-from vaekit.jobs.anomaly.detector import VAEAnomalyDetector
-from vaekit.jobs.anomaly.files import load_detector, score_file
-from vaekit.jobs.anomaly.folder import CLI_FILE
 from vaekit.options import (
     KIND_OPTIONS,
     MAX_K,
@@ -29,11 +25,9 @@ from vaekit.options import (
     names,
     threads_option,
 )
-from vaekit.plots import save_histogram
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Anomaly detection on tables: fit a detector, score new rows.")
-IGNORE_FILE = CLI_FILE
 OPTIONS = dict(allow_missing="--allow-missing", column_kinds=KIND_OPTIONS, unknown_category="--unknown",
                missing_score="--missing-score", score_type="--score", column_transform="--transform",
                n_models="--n-models", max_steps="--max-steps", latent_dim="--latent-dim", hidden="--hidden",
@@ -69,6 +63,10 @@ def anomaly_fit(
     threads: int = threads_option(),
 ) -> None:
     """Fit a VAE anomaly detector on a table; writes the model folder and a histogram of the training scores."""
+    from vaekit.data.tables import kept_columns, read_table
+    from vaekit.jobs.anomaly.detector import VAEAnomalyDetector
+    from vaekit.jobs.anomaly.folder import CLI_FILE
+    from vaekit.plots import save_histogram
 
     replaced = check_output_folder(out, "detector", overwrite)
     df = read_table(train)
@@ -87,7 +85,7 @@ def anomaly_fit(
         det.fit(df)
     retire_artifacts(replaced)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / IGNORE_FILE, json.dumps({"ignore": drop}))  # before detector.json, which seals it
+    atomic_write_text(out / CLI_FILE, json.dumps({"ignore": drop}))  # before detector.json, which seals it
     det.save(out)
     save_histogram(out / "train_scores.png", {"training": det.decision_scores_}, det.threshold_,
                    title=f"training scores ({score}); {int(det.labels_.sum())} of {len(df)} above the threshold")
@@ -116,6 +114,8 @@ def anomaly_score(
                                        "worker processes; same output file (needs vaekit[dask])."),
 ) -> None:
     """Score a table in chunks: anomaly score (higher = more abnormal), label (1 = outlier), top columns."""
+    from vaekit.jobs.anomaly.files import load_detector, score_file
+    from vaekit.jobs.anomaly.folder import CLI_FILE
 
     side = None if no_plot or plot is not None else out.with_suffix(".png")
     if side is not None and side.exists() and not overwrite and out.suffix.lower() != ".png":
@@ -123,7 +123,7 @@ def anomaly_score(
                           "to replace it, --plot PATH or --no-plot")
     det = load_detector(model_dir).set_params(device=device, n_threads=threads or None)
     det._check_params()  # an unknown --device or a missing GPU: one line, before any file is read
-    cli_file = model_dir / IGNORE_FILE
+    cli_file = model_dir / CLI_FILE
     ignore = read_json(cli_file, "detector CLI settings").get("ignore", []) if cli_file.is_file() else []
     if not isinstance(ignore, list) or not all(isinstance(c, str) for c in ignore):
         raise CheckpointError(f"{cli_file}: 'ignore' must be a list of column names")

@@ -7,11 +7,7 @@ from typing import Optional
 import typer
 
 from vaekit.errors import VaekitError
-from vaekit.jobs.compress import lossy
-from vaekit.jobs.compress.bitsback import CODEC
 from vaekit.jobs.compress.cli_codec import codec_app
-from vaekit.jobs.compress.container import read
-from vaekit.jobs.compress.lossless import compress_array_file, decompress_array_file
 
 app = typer.Typer(rich_markup_mode=None, help="Compression: lossy learned image codecs and lossless bits-back coding.")
 app.add_typer(codec_app, name="codec")
@@ -37,10 +33,14 @@ def compress(
     if lossless and (quality is not None or embed_model_path):
         raise VaekitError("--quality and --embed-model-path apply to lossy image compression, not --lossless")
     if lossless:
+        from vaekit.jobs.compress.lossless import compress_array_file
+
         r = compress_array_file(model, src, out, split, latent_bits, progress)
         typer.echo(f"{r['items']} items, {r['raw_bytes']} raw bytes → {r['file_bytes']} bytes "
                    f"({r['bits_per_dim']:.4f} bits/dim) in {r['seconds']:.1f} s; wrote {out}")
         return
+    from vaekit.jobs.compress import lossy
+
     r = lossy.compress_image_file(model, src, out, -1 if quality is None else quality, embed_model_path)
     typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                             for k, v in r.items()))
@@ -55,12 +55,18 @@ def decompress(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Decompress a .vkz file; refuses a corrupt file or a model other than the one that encoded it."""
+    from vaekit.jobs.compress.bitsback import CODEC
+    from vaekit.jobs.compress.container import read
 
     box = read(src)
     if box.codec == CODEC:
+        from vaekit.jobs.compress.lossless import decompress_array_file
+
         r = decompress_array_file(src, out, model, progress)
         typer.echo(f"decoded {r['items']} items {tuple(r['shape'])} in {r['seconds']:.1f} s; wrote {out}")
         return
+    from vaekit.jobs.compress import lossy
+
     r = lossy.decompress_image_file(src, out, model)
     typer.echo(f"wrote {out}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                             for k, v in r.items()))

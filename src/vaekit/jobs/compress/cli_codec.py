@@ -6,7 +6,6 @@ from pathlib import Path
 import typer
 
 from vaekit.errors import VaekitError
-from vaekit.jobs.compress.lossy_train import train_codec
 from vaekit.options import floats
 
 
@@ -43,6 +42,7 @@ def codec_train(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a lossy image codec; use it with 'vaekit compress IMAGE --model OUT --quality Q'."""
+    from vaekit.jobs.compress.lossy_train import train_codec
 
     codec = train_codec(data, out, _lambdas(lambdas), N=channels_n, M=latent_m, n_down=n_down, nonlinearity=nonlinearity,
                         steps=steps, finetune_steps=finetune_steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed,

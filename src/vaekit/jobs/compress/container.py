@@ -29,12 +29,13 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping, Union
 
 from vaekit.errors import CorruptFileError, VaekitError, WrongModelError
 from vaekit.files import atomic_write_bytes
+
+if TYPE_CHECKING:  # imported by fingerprint(): the package (and so the CLI's --help) loads this module without PyTorch
+    import torch
 
 MAGIC = b"VAEKZ\x00"
 FORMAT_VERSION = 2
@@ -228,6 +229,8 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 def fingerprint(model: torch.nn.Module, config: Mapping[str, Any]) -> bytes:
     """BLAKE2b-128 of the canonical config JSON and every tensor of the state dict (name, dtype, shape, bytes)."""
+    import torch
+
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(dict(config), sort_keys=True, separators=(",", ":"), default=str).encode("utf-8"))
     for name, t in sorted(model.state_dict().items()):

@@ -1,27 +1,22 @@
-"""CLI for generation and latent exploration: ``vaekit explore`` (the page) and ``vaekit latent …`` (files)."""
+"""CLI for generation and latent exploration: ``vaekit explore`` (the page) and ``vaekit latent …`` (files).
+
+NumPy, PyTorch and the core are imported inside the commands, so that building the app and ``--help`` stay fast."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
-import torch
 import typer
 
-from vaekit.core.workflows import (
-    condition_labels,
-    image_shape,
-    load,
-    prepare_for_model,
-    to_display,
-)
-from vaekit.data import load_array
 from vaekit.errors import VaekitError
 from vaekit.files import atomic_save
-from vaekit.jobs.explore import latent as explore
 from vaekit.options import MAX_GRID, MAX_SAMPLES, MAX_STEPS, count_option, floats
-from vaekit.plots import save_grid, to_images
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 app = typer.Typer(rich_markup_mode=None, help="Latent-space exploration: the explorer page and latent pictures.")
 latent_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -29,6 +24,11 @@ latent_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 
 
 def _model_and_data(model_dir: Path, data: Optional[Path], split: str, limit: int = 0):
+    import numpy as np
+
+    from vaekit.core.workflows import load, prepare_for_model
+    from vaekit.data import load_array
+
     model, extra = load(model_dir)
     if data is None:
         return model, None, None, None
@@ -41,6 +41,9 @@ def _model_and_data(model_dir: Path, data: Optional[Path], split: str, limit: in
 
 
 def _save(model, x: torch.Tensor, out: Path, ncol: int) -> None:
+    from vaekit.core.workflows import image_shape, to_display
+    from vaekit.plots import save_grid
+
     if out.suffix.lower() != ".png":
         raise VaekitError(f"{out}: output must be a .png file")
     save_grid(out, to_display(model, x), image_shape(model), ncol=ncol, scale=2)
@@ -59,7 +62,7 @@ def _dims(text: str, latent_dim: int) -> list[int]:
 
 
 def _span(span: float) -> float:
-    if not (np.isfinite(span) and span > 0):
+    if not (math.isfinite(span) and span > 0):
         raise VaekitError(f"--span must be a finite number > 0, got {span}")
     return float(span)
 
@@ -78,6 +81,9 @@ def interpolate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.gif (the side output)."),
 ) -> None:
     """Decode the latent path between two examples: a PNG strip and an animated GIF."""
+    from vaekit.core.workflows import image_shape, to_display
+    from vaekit.jobs.explore import latent as explore
+    from vaekit.plots import to_images
 
     gif = out.with_suffix(".gif")
     if out.suffix.lower() != ".png":
@@ -107,6 +113,10 @@ def traverse(
     out: Path = typer.Option(Path("traversal.png"), "--out", "-o"),
 ) -> None:
     """One row per latent dimension, varied from −span to +span around a code."""
+    import numpy as np
+
+    from vaekit.core.workflows import condition_labels
+    from vaekit.jobs.explore import latent as explore
 
     model, x, c, _ = _model_and_data(model_dir, data, "test")
     z = None
@@ -136,6 +146,8 @@ def latent_map(
     out: Path = typer.Option(Path("latent_map.png"), "--out", "-o"),
 ) -> None:
     """Decode a grid over two latent dimensions (the others at 0)."""
+    from vaekit.core.workflows import condition_labels
+    from vaekit.jobs.explore import latent as explore
 
     model, *_ = _model_and_data(model_dir, None, "test")
     pair = _dims(dims, model.config.latent_dim)
@@ -159,6 +171,8 @@ def embed(
 
     if out.suffix.lower() != ".png":
         raise VaekitError(f"{out}: the embedding scatter is a PNG; give the file a .png name")
+    from vaekit.jobs.explore import latent as explore
+
     model, x, c, y = _model_and_data(model_dir, data, split, limit)
     xy = explore.embed(explore.encode(model, x, c).cpu().numpy(), method)
     import matplotlib
@@ -190,8 +204,12 @@ def near(
 ) -> None:
     """Samples in the neighbourhood of one encoded example; the first tile is its reconstruction E[x|z=μ(x)]."""
 
-    if not (np.isfinite(scale) and scale >= 0):
+    if not (math.isfinite(scale) and scale >= 0):
         raise VaekitError(f"--scale must be a finite number >= 0, got {scale}")
+    import torch
+
+    from vaekit.jobs.explore import latent as explore
+
     model, x, c, _ = _model_and_data(model_dir, data, split)
     if not 0 <= index < len(x):
         raise VaekitError(f"--index must be in 0..{len(x) - 1}")
@@ -216,6 +234,9 @@ def attribute(
     out: Path = typer.Option(Path("attribute.png"), "--out", "-o"),
 ) -> None:
     """Attribute vector v = mean μ(x | with) − mean μ(x | without), added to inputs: one row per input, α across."""
+    import numpy as np
+
+    from vaekit.jobs.explore import latent as explore
 
     a = floats(alphas, "alphas")
     model, x, c, y = _model_and_data(model_dir, data, split, limit)
@@ -242,6 +263,7 @@ def kl(
     factors: Optional[Path] = typer.Option(None, help=".npy of ground-truth factors (N × F) for MIG; labels are used if absent."),
 ) -> None:
     """Per-dimension KL, active units, and MIG against labels or given factors (JSON)."""
+    from vaekit.jobs.explore import latent as explore
 
     model, x, c, y = _model_and_data(model_dir, data, split)
     res = explore.kl_per_dimension(model, x, c)
@@ -253,6 +275,8 @@ def kl(
 
 def _factors(path: Path, n: int) -> np.ndarray:
     """Ground-truth factors (.npy, N × F or N, numeric, finite) for MIG."""
+    import numpy as np
+
     try:
         f = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:

@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from vaekit.jobs.generate.files import fit_file, sample_file
 from vaekit.options import (
     KIND_OPTIONS,
     MAX_ROWS,
@@ -48,6 +47,7 @@ def generate_fit(
     threads: int = threads_option(),
 ) -> None:
     """Fit a VAE generator on a table (mixed likelihood); conditional on --condition-columns when given."""
+    from vaekit.jobs.generate.files import fit_file
 
     kinds = column_kinds(categorical, binary, continuous)
     with cli_wording(table, column_kinds=KIND_OPTIONS, condition_columns="--condition-columns",
@@ -75,6 +75,7 @@ def generate_sample(
     threads: int = threads_option(),
 ) -> None:
     """Draw new rows from a fitted generator into a CSV/Parquet table (training column order and dtypes)."""
+    from vaekit.jobs.generate.files import sample_file
 
     with cli_wording(model_dir, conditions="--where", condition_columns="--condition-columns",
                      temperature="--temperature"):

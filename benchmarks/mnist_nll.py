@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-n", type=int, default=500, help="test images also scored in fp32 to measure bf16 error")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--replot", action="store_true", help="only redraw the plot from OUT/result.json")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue OUT/run from its checkpoint (the Trainer's exact resume); the NLL-vs-time curve "
+                         "then covers only this invocation's snapshots")
     args = ap.parse_args(argv)
     if args.replot:
         plot(json.loads((Path(args.out) / "result.json").read_text()), Path(args.out) / "nll_vs_time.png")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer = Trainer(model, tcfg, out_dir=out / "run", progress=False, on_epoch=on_epoch)
     t0 = time.perf_counter()
-    hist = trainer.fit(xtr, xva, tf)
+    hist = trainer.fit(xtr, xva, tf, resume=args.resume)
     train_s = time.perf_counter() - t0
     best, _ = load_model(out / "run" / "model")
     # the test file is not in random order (its first 500 images are much harder than the next 1,500):
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {"benchmark": "binarized MNIST test NLL", "model": "MLP 784-300-300-40 Bernoulli",
            "train_config": tcfg.to_dict(), "train_seconds": train_s, "epochs_run": len(hist.epochs),
            "best_epoch": hist.best_epoch, "stopped": hist.stopped, "test": final, "eval_seconds": eval_s,
-           "precision_check": check, "curve": curve, "threads": args.threads,
+           "precision_check": check, "curve": curve, "threads": args.threads, "resumed": args.resume,
            "argv": sys.argv[1:], "torch": torch.__version__, **prov}
     atomic_write_text(out / "result.json", json.dumps(res, indent=2))
     plot(res, out / "nll_vs_time.png")

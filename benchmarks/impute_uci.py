@@ -10,6 +10,8 @@ ONE configuration per method for all datasets, all in the same run on the same m
 (``random_state=seed``), mean (``SimpleImputer``), ``KNNImputer()`` defaults, ``IterativeImputer(BayesianRidge())``
 (max_iter 10), missForest = ``IterativeImputer(RandomForestRegressor(n_estimators=100, max_features="sqrt"),
 max_iter=10)`` (missForest's defaults: 100 trees, √p candidate features per split, at most 10 iterations).
+``vaekit_notmiwae`` (not in the default ``--methods``; meant for the MNAR scenario) is
+``VAEImputer(missing_mechanism="self_masking")``, not-MIWAE, otherwise the same defaults.
 Fit and transform are timed separately (wall clock, and this process's CPU time: on a shared machine the CPU time
 is the steadier figure).
 
@@ -18,7 +20,10 @@ is the steadier figure).
 Results are saved after every (scenario, dataset, seed), so ``--resume`` continues an interrupted run.
 Writes ``impute_uci.json`` (every run, configurations, machine) and ``impute_uci.md`` (tables); ``--name NAME``
 writes ``NAME.json``/``NAME.md`` instead (e.g. one method re-run at 1 thread:
-``--methods vaekit --threads 1 --scenarios mcar --name impute_uci_vaekit``).
+``--methods vaekit --threads 1 --scenarios mcar --name impute_uci_vaekit``). ``--compare FILE.json`` adds the
+per-dataset summaries of another results file for the methods this run lacks, as "METHOD (FILE)" columns, e.g.
+``--methods vaekit,vaekit_notmiwae --scenarios mnar --seeds 0,1,2 --threads 1 --name impute_uci_notmiwae
+--compare benchmarks/results/impute/impute_uci.json``.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ LABELS = {"banknote": "banknote", "breast_wdbc": "breast", "concrete": "concrete
 PAPER = {"MIWAE (paper)": [0.446, 0.280, 0.501, 0.643, 0.735, 0.964],
          "missForest (paper)": [0.676, 0.291, 0.510, 0.697, 0.798, 1.41]}
 METHODS = ["vaekit", "mean", "KNN", "IterativeImputer", "missForest"]
+EXTRA_METHODS = ["vaekit_notmiwae"]  # run when named in --methods
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tabular"
 
 
@@ -51,6 +57,10 @@ def make(method: str, seed: int) -> Any:
         from vaekit import VAEImputer
 
         return VAEImputer(random_state=seed)
+    if method == "vaekit_notmiwae":
+        from vaekit import VAEImputer
+
+        return VAEImputer(random_state=seed, missing_mechanism="self_masking")
     if method == "mean":
         return SimpleImputer()
     if method == "KNN":
@@ -99,14 +109,23 @@ def run_one(method: str, x: np.ndarray, miss: np.ndarray, seed: int) -> dict[str
     assert np.array_equal(x_hat[~miss], x[~miss]), f"{method} changed observed entries"
     res = {"mse": float(np.mean((x_hat[miss] - x[miss]) ** 2)), "fit_s": t1 - t0, "transform_s": t2 - t1,
            "fit_cpu_s": c1 - c0, "transform_cpu_s": c2 - c1, "load_1min_before": load_before}
-    if method == "vaekit":
+    if method.startswith("vaekit"):
         res.update(steps=int(est.n_steps_), best_step=int(est.best_step_), batch_size=int(est.batch_size_))
     return res
 
 
-def summarise(runs: list[dict[str, Any]], scenario: str, methods: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Markdown table (mean ± sd of the MSE over seeds; best per dataset in bold) and the numbers behind it."""
+def summarise(runs: list[dict[str, Any]], scenario: str, methods: list[str],
+              other: dict[str, Any] | None = None) -> tuple[list[str], dict[str, Any]]:
+    """Markdown table (mean ± sd of the MSE over seeds; best per dataset in bold) and the numbers behind it;
+    ``other`` = (label, summary of this scenario in another results file) adds its methods missing here."""
     stats: dict[str, Any] = {}
+    label, theirs = other or ("", {})
+    shown = list(methods)
+    for key, val in theirs.items():
+        d, m = key.split("/", 1)
+        if m not in methods:
+            stats[f"{d}/{m} ({label})"] = val
+            shown += [f"{m} ({label})"] if f"{m} ({label})" not in shown else []
     for d in DATASETS:
         for m in methods:
             v = [r["mse"] for r in runs if r["scenario"] == scenario and r["dataset"] == d and r["method"] == m]
@@ -116,9 +135,9 @@ def summarise(runs: list[dict[str, Any]], scenario: str, methods: list[str]) -> 
                 stats[f"{d}/{m}"] = {"mse": float(np.mean(v)), "sd": float(np.std(v)), "n": len(v),
                                      "seconds": float(np.mean(t))}
     extra = list(PAPER) if scenario == "mcar" else []
-    lines = ["| dataset | " + " | ".join(methods + extra) + " |", "|---" * (1 + len(methods) + len(extra)) + "|"]
+    lines = ["| dataset | " + " | ".join(shown + extra) + " |", "|---" * (1 + len(shown) + len(extra)) + "|"]
     for i, d in enumerate(DATASETS):
-        cells = [stats.get(f"{d}/{m}") for m in methods]
+        cells = [stats.get(f"{d}/{m}") for m in shown]
         best = min((c["mse"] for c in cells if c), default=None)
         row = []
         for c in cells:
@@ -130,14 +149,15 @@ def summarise(runs: list[dict[str, Any]], scenario: str, methods: list[str]) -> 
         row += [f"{PAPER[k][i]:.3f}" for k in extra]
         lines.append(f"| {LABELS[d]} | " + " | ".join(row) + " |")
     lines += ["", "Seconds per run (fit + transform, mean over seeds):", "",
-              "| dataset | " + " | ".join(methods) + " |", "|---" * (1 + len(methods)) + "|"]
+              "| dataset | " + " | ".join(shown) + " |", "|---" * (1 + len(shown)) + "|"]
     for d in DATASETS:
-        cells = [stats.get(f"{d}/{m}") for m in methods]
+        cells = [stats.get(f"{d}/{m}") for m in shown]
         lines.append(f"| {LABELS[d]} | " + " | ".join("–" if c is None else f"{c['seconds']:.1f}" for c in cells) + " |")
     return lines, stats
 
 
-def write(out: Path, doc: dict[str, Any], methods: list[str], name: str = "impute_uci") -> None:
+def write(out: Path, doc: dict[str, Any], methods: list[str], name: str = "impute_uci",
+          compare: Path | None = None) -> None:
     from vaekit.files import atomic_write_text
 
     lines = ["# Imputation benchmark: MIWAE protocol on six UCI datasets", "",
@@ -146,8 +166,9 @@ def write(out: Path, doc: dict[str, Any], methods: list[str], name: str = "imput
     doc["summary"] = {}
     for sc, title in (("mcar", "50% MCAR"), ("mnar", "MNAR self-masking (P(missing) 0.75 above the median, 0.25 below)")):
         if any(r["scenario"] == sc for r in doc["runs"]):
-            table, stats = summarise(doc["runs"], sc, methods)
-            doc["summary"][sc] = stats
+            other = (compare.stem, json.loads(compare.read_text()).get("summary", {}).get(sc, {})) if compare else None
+            table, stats = summarise(doc["runs"], sc, methods, other)
+            doc["summary"][sc] = {k: v for k, v in stats.items() if k.split("/", 1)[1] in methods}
             rates = [r["missing_rate"] for r in doc["runs"] if r["scenario"] == sc]
             lines += [f"## {title}", "", f"Missing rate {np.mean(rates):.3f} on average.", "", *table, ""]
     vt = [r["fit_s"] + r["transform_s"] for r in doc["runs"] if r["method"] == "vaekit" and r["dataset"] == "wine_white"
@@ -171,6 +192,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--name", default="impute_uci", help="file stem of the results (NAME.json, NAME.md)")
+    ap.add_argument("--compare", type=Path, default=None, help="another results .json: its methods as extra columns")
     args = ap.parse_args()
     import sklearn
     import torch
@@ -202,8 +224,8 @@ def main() -> None:
                                         "n": x.shape[0], "d": x.shape[1], "missing_rate": float(miss.mean()), **res})
                     print(f"{sc} {name} seed {seed} {m}: mse {res['mse']:.4f} fit {res['fit_s']:.1f}s "
                           f"transform {res['transform_s']:.1f}s", flush=True)
-                write(args.out, doc, methods, args.name)
-    write(args.out, doc, methods, args.name)
+                write(args.out, doc, methods, args.name, args.compare)
+    write(args.out, doc, methods, args.name, args.compare)
 
 
 if __name__ == "__main__":

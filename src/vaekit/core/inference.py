@@ -95,7 +95,7 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, c: torch.Tensor | None = No
     return torch.cat(lw), torch.cat(lpx), kl_n
 
 
-Fn = Callable[[torch.Tensor, slice], torch.Tensor]  # (decoder params (L, B, P, D), rows of the batch) → values
+Fn = Callable[..., torch.Tensor]  # (decoder params (L, B, P, D), rows of the batch[, noise rows]) → values
 
 
 def shared_eps(n_samples: int, latent_dim: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -119,13 +119,15 @@ def _rows_per_chunk(model: VAE, chunk: int, memory_mb: float) -> int:
 
 @torch.no_grad()
 def snis(model: VAE, x_in: torch.Tensor, log_lik: Fn, stat: Fn, eps: torch.Tensor, chunk: int = 128,
-         memory_mb: float = 96.0) -> tuple[torch.Tensor, torch.Tensor]:
+         memory_mb: float = 96.0, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_l w̄_l f(θ(z_l)) per row with w̄ ∝ p(x_obs|z_l) p(z_l) / q(z_l|x̃) → (expectations (N, F), log w (L, N)).
 
     z_l, log p(z_l) and log q(z_l|x̃) come from the model's ``draw_latents`` for the shared ε_l (L, noise_dim), so
     every zoo model (mixture/VampPrior priors, IAF posteriors, hierarchical layers) is weighted exactly.
 
     ``log_lik(params, rows)`` = log p(x_obs | z) (L', B); ``stat(params, rows)`` = E[f(x) | z] (L', B, F).
+    ``noise`` (L, J): further shared draws that belong to sample l (e.g. of the missing entries, not-MIWAE); the
+    callbacks then get a third argument, the draws' rows (L', 1, J).
     Streams over chunks of samples (online log-sum-exp) and rows, so memory stays within ~``memory_mb``.
     """
     model.eval()
@@ -142,8 +144,9 @@ def snis(model: VAE, x_in: torch.Tensor, log_lik: Fn, stat: Fn, eps: torch.Tenso
             e = eps[b:b + chunk, None, :].expand(-1, sl.stop - sl.start, -1)  # (L', B, noise_dim)
             z, log_pz, log_qz = model.draw_latents(state, e)
             params = model.decode(z)
-            lw = log_lik(params, sl) + log_pz - log_qz
-            f = stat(params, sl)
+            more = () if noise is None else (noise[b:b + chunk, None, :],)
+            lw = log_lik(params, sl, *more) + log_pz - log_qz
+            f = stat(params, sl, *more)
             m = lw.max(0).values if top is None else torch.maximum(top, lw.max(0).values)
             w = torch.exp(lw - m)
             if top is None:
@@ -160,8 +163,10 @@ def snis(model: VAE, x_in: torch.Tensor, log_lik: Fn, stat: Fn, eps: torch.Tenso
 
 @torch.no_grad()
 def sir(model: VAE, x_in: torch.Tensor, log_w: torch.Tensor, eps: torch.Tensor, m: int, draw: Fn,
-        generator: torch.Generator | None = None, memory_mb: float = 96.0) -> torch.Tensor:
-    """m draws per row: l* ~ Categorical(softmax(log w)), z = z(ε_l*) as in :func:`snis`, x ~ p(x | z) → (m, N, F)."""
+        generator: torch.Generator | None = None, memory_mb: float = 96.0,
+        noise: torch.Tensor | None = None) -> torch.Tensor:
+    """m draws per row: l* ~ Categorical(softmax(log w)), z = z(ε_l*) as in :func:`snis`, x ~ p(x | z) → (m, N, F);
+    with ``noise`` (L, J), ``draw`` gets the chosen draws' rows of it (m, B, J) as a third argument."""
     dt = eps.dtype
     _check_eps(model, eps)
     rows = _rows_per_chunk(model, max(1, m), memory_mb)
@@ -172,7 +177,7 @@ def sir(model: VAE, x_in: torch.Tensor, log_w: torch.Tensor, eps: torch.Tensor, 
         probs = torch.softmax(log_w[:, sl].double(), 0).T  # (B, L)
         idx = torch.multinomial(probs, m, replacement=True, generator=generator).T  # (m, B)
         z, _, _ = model.draw_latents(state, eps[idx])
-        out.append(draw(model.decode(z), sl))
+        out.append(draw(model.decode(z), sl, *(() if noise is None else (noise[idx],))))
     return torch.cat(out, 1)
 
 

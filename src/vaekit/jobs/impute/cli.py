@@ -7,8 +7,6 @@ from typing import Optional
 import typer
 
 from vaekit.errors import VaekitError
-from vaekit.jobs.impute.files import impute_file
-from vaekit.jobs.impute.inpaint import inpaint_file
 from vaekit.options import (
     KIND_OPTIONS,
     MAX_IMPUTATIONS,
@@ -42,6 +40,9 @@ def impute(
                                   "are imputed in blocks, so memory stays bounded; VAEImputer's default)."),
     max_steps: int = typer.Option(0, "--max-steps", help="Training steps; 0 = VAEImputer's default ('auto': "
                                   "⌈512,000 / batch rows⌉; fewer = faster, slightly less accurate)."),
+    missing_mechanism: str = typer.Option("mar", "--missing-mechanism", help="'mar' (MIWAE: missingness "
+                                           "ignorable) or 'self_masking' (not-MIWAE: a value's own size makes it "
+                                           "missing, e.g. high values go missing more often; continuous columns)."),
     seed: int = typer.Option(0),
     device: str = device_option(),
     threads: int = threads_option(),
@@ -57,17 +58,19 @@ def impute(
     if dask is not None and (multiple or uncertainty is not None):
         raise VaekitError("--dask writes one completed table; --multiple and --uncertainty run without --dask")
     with cli_wording(data, missing_values="--na-values", column_kinds=KIND_OPTIONS, n_samples="--n-samples",
-                     max_steps="--max-steps"):
+                     max_steps="--max-steps", missing_mechanism="--missing-mechanism"):
         if dask is not None:
             from vaekit.jobs.impute.on_dask import impute_file_dask
 
             res = impute_file_dask(data, out, dask, names(ignore), names(na_values), kinds, fit_rows,
                                    n_samples=n_samples, max_steps=max_steps or "auto", random_state=seed, device=device,
-                                   n_threads=threads or None)
+                                   n_threads=threads or None, missing_mechanism=missing_mechanism)
         else:
+            from vaekit.jobs.impute.files import impute_file
+
             res = impute_file(data, out, multiple, uncertainty, names(ignore), names(na_values), kinds,
                               n_samples=n_samples, max_steps=max_steps or "auto", random_state=seed, device=device,
-                              n_threads=threads or None)
+                              n_threads=threads or None, missing_mechanism=missing_mechanism)
     what = f"{multiple} imputations (long format, column 'imputation')" if multiple else "completed table"
     typer.echo(f"imputed {res['missing']} missing value(s) in {res['rows']} rows × {res['columns']} columns in "
                f"{res['seconds']:.1f} s; {what} in {out}" + (f"; uncertainty in {uncertainty}" if uncertainty else ""))
@@ -84,6 +87,7 @@ def inpaint(
     seed: int = typer.Option(0),
 ) -> None:
     """Fill masked pixels with E[x_mis | x_obs] under a trained image VAE (importance-weighted, masked likelihood)."""
+    from vaekit.jobs.impute.inpaint import inpaint_file
 
     res = inpaint_file(model_dir, image, mask, out, n_samples, rounds, seed)
     typer.echo(f"filled {res['filled_pixels']} of {res['pixels']} pixels (effective sample size {res['ess']:.1f} "

@@ -1,5 +1,6 @@
 """A fitted :class:`~vaekit.jobs.impute.imputer.VAEImputer` is a folder (every file written atomically, no pickle)::
-    imputer.json   format, version, parameters (not device/n_threads), seed, input kind, column names, steps;
+    imputer.json   format, version, parameters (not device/n_threads), seed, input kind, column names, steps,
+                   missing_model (missing_mechanism="self_masking": the learned w, b per continuous column);
                    files_blake2b (the digest of schema.json and model/config.json, which vouches for the weights)
                    and config_blake2b over itself: written last, checked first
     schema.json    the TabularSchema with its fitted transforms
@@ -31,6 +32,7 @@ from vaekit.files import (
     write_sealed_document,
 )
 from vaekit.jobs.impute.imputer import VAEImputer
+from vaekit.jobs.impute.notmiwae import SelfMasking
 
 FORMAT, VERSION = "vaekit-imputer", 1
 IMPUTER_FILE, SCHEMA_FILE, MODEL_DIR = "imputer.json", "schema.json", "model"
@@ -60,6 +62,8 @@ def save_imputer(imp: VAEImputer, directory: str | os.PathLike[str]) -> Path:
            "n_features_in": int(imp.n_features_in_),
            "feature_names_in": None if names is None else [str(n) for n in names],
            "n_steps": int(imp.n_steps_), "best_step": int(imp.best_step_)}
+    if imp.missing_mechanism == "self_masking":
+        doc["missing_model"] = imp.mask_model_.to_json()
     write_sealed_document(d, IMPUTER_FILE, doc, SEALED)
     return d
 
@@ -88,6 +92,11 @@ def load_imputer(directory: str | os.PathLike[str]) -> VAEImputer:
     imp.schema_ = TabularSchema.load_part(d / SCHEMA_FILE)
     if len(imp.schema_.names) != imp.n_features_in_:
         raise CheckpointError(f"{path}: n_features_in does not match {SCHEMA_FILE}")
+    if imp.missing_mechanism == "self_masking":
+        try:
+            imp.mask_model_ = SelfMasking.from_json(imp.schema_.column_kinds, doc["missing_model"]).eval()
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: malformed imputer file ({e.__class__.__name__}: {e})") from None
     imp.model_, _ = load_model(d / MODEL_DIR)
     if imp.model_.config != imp._model_config():
         raise CheckpointError(f"{d / MODEL_DIR}: the model does not match {SCHEMA_FILE} (another imputer's model?)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -147,7 +147,10 @@ class MIWAE(IWAE):
         return 1.0  # no β, no warm-up
 
     def __call__(self, model: Any, x: torch.Tensor, c: torch.Tensor | None = None,
-                 epoch_progress: float = math.inf) -> LossOutput:
+                 epoch_progress: float = math.inf,
+                 extra: Callable[[torch.Tensor], torch.Tensor] | None = None) -> LossOutput:
+        """``extra(params)`` (float32 decoder parameters (k, N, P, D)) → a further log-weight term (k, N) added to
+        log p(x_obs|z), e.g. the missingness model of not-MIWAE."""
         cfg = model.config
         if cfg.posterior != "gaussian" or cfg.stochastic_layers > 1:
             raise VaekitError("the miwae objective needs a one-layer VAE with a Gaussian posterior "
@@ -159,9 +162,11 @@ class MIWAE(IWAE):
             z = mu + torch.exp(0.5 * logvar) * eps
         params = model.decode(z, c)
         with torch.autocast(x.device.type, enabled=False):
-            log_px = model.likelihood.log_prob(params.float(), x)
+            params = params.float()
+            log_px = model.likelihood.log_prob(params, x)
+            lead = log_px if extra is None else log_px + extra(params)
             log_pz, log_q = model.prior.log_prob(z), gaussian_log_q(eps, logvar)
-            log_w = log_px + log_pz - log_q
+            log_w = lead + log_pz - log_q
             loss = -(torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])).mean()
         return LossOutput(loss, -log_px.mean().detach(), (log_q - log_pz).mean().detach(), log_w.mean().detach())
 

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.core import inference as core
-from vaekit.core.objectives import LossOutput
-from vaekit.core.priors import gaussian_log_q
+from vaekit.core.objectives import MIWAE, LossOutput
 
 MECHANISMS = ("mar", "self_masking")
 IMPUTE_WITH_DRAWS = True  # continuous imputations: Σ_l w̄_l x̃_m,l (True) or the paper code's Σ_l w̄_l μ_m(z_l)
@@ -91,32 +90,23 @@ def completed(lik: Any, params: torch.Tensor, x: torch.Tensor, noise: torch.Tens
     return torch.where(avail, x[:, lik.cont_in], mu + sd * noise)
 
 
-class NotMIWAE:
-    """−(the not-MIWAE bound of the module docstring), for a :class:`NotMIWAEModel` (networks in the caller's
-    autocast, the weights in float32)."""
+class NotMIWAE(MIWAE):
+    """−(the not-MIWAE bound of the module docstring), for a :class:`NotMIWAEModel`: the MIWAE bound of its VAE with
+    log p(s | x_o, x̃_m) as the further log-weight term (x̃_m drawn after ε, per importance sample)."""
 
     def __init__(self, k: int) -> None:
-        self.k = k
+        super().__init__(k=k)
 
-    def __call__(self, model: NotMIWAEModel, x: torch.Tensor, c: torch.Tensor | None = None,
-                 epoch_progress: float = math.inf) -> LossOutput:
-        vae, mask = model.vae, model.mask
-        lik = vae.likelihood
-        mu, logvar = vae.encode(x, c)
-        with torch.autocast(x.device.type, enabled=False):
-            mu, logvar = mu.float(), logvar.float()
-            eps = torch.randn(self.k, *mu.shape, device=mu.device)
-            z = mu + torch.exp(0.5 * logvar) * eps
-        params = vae.decode(z, c)
-        with torch.autocast(x.device.type, enabled=False):
-            params = params.float()
-            log_px = lik.log_prob(params, x)
+    def __call__(self, model: NotMIWAEModel, x: torch.Tensor, c: torch.Tensor | None = None,  # type: ignore[override]
+                 epoch_progress: float = math.inf, extra: Any = None) -> LossOutput:
+        lik, mask = model.vae.likelihood, model.mask
+        observed = mask.observed(x[:, lik.in_dim:])
+
+        def log_ps(params: torch.Tensor) -> torch.Tensor:
             noise = torch.randn(self.k, len(x), len(mask.cols), device=x.device)
-            log_ps = mask.log_prob(completed(lik, params, x, noise), mask.observed(x[:, lik.in_dim:]))
-            log_pz, log_q = vae.prior.log_prob(z), gaussian_log_q(eps, logvar)
-            log_w = log_px + log_ps + log_pz - log_q
-            loss = -(torch.logsumexp(log_w, 0) - math.log(self.k)).mean()
-        return LossOutput(loss, -log_px.mean().detach(), (log_q - log_pz).mean().detach(), log_w.mean().detach())
+            return mask.log_prob(completed(lik, params, x, noise), observed)
+
+        return super().__call__(model.vae, x, c, epoch_progress, extra=log_ps)
 
 
 def snis(model: Any, mask: SelfMasking, x_in: torch.Tensor, s: torch.Tensor, eps: torch.Tensor, nu: torch.Tensor,

@@ -206,6 +206,13 @@ def main() -> None:
     doc: dict[str, Any] = {"runs": []}
     if args.resume and path.is_file():
         doc = json.loads(path.read_text())
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import provenance
+
+    prov = provenance(threads=args.threads)["provenance"]  # a resumed run keeps the first invocation's, and adds its own
+    doc["provenance"] = doc.get("provenance") or prov
+    if doc["provenance"] is not prov:
+        doc["resumed_by"] = [*doc.get("resumed_by", []), prov]
     doc.update(seeds=seeds, configs={m: repr(make(m, 0)) for m in methods} | {
         "vaekit_params": {k: repr(v) for k, v in VAEImputer().get_params().items()}},
         machine={"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),

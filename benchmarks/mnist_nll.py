@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(model, tcfg, out_dir=out / "run", progress=False, on_epoch=on_epoch)
     t0 = time.perf_counter()
     hist = trainer.fit(xtr, xva, tf, resume=args.resume)
-    train_s = time.perf_counter() - t0
+    # a resumed run: its training time is the whole run's (the history's elapsed time), not this invocation's
+    train_s = float(hist.epochs[-1]["time"]) if args.resume and hist.epochs else time.perf_counter() - t0
     best, _ = load_model(out / "run" / "model")
     # the test file is not in random order (its first 500 images are much harder than the next 1,500):
     # subsets for the curve and the precision check are random

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,18 @@ def test_score_equals_in_process_exactly(client: Any, fitted: dict[str, Any]) ->
 def test_shipped_once_per_worker(client: Any, fitted: dict[str, Any]) -> None:
     ddf = dd.from_pandas(fitted["df"], npartitions=8)
     client.run(_reset)
-    vdask.score(ddf, fitted["det"]).compute()
+    before = set(client.who_has())
+    lazy = vdask.score(ddf, fitted["det"])
+    (key,) = set(client.who_has()) - before  # the broadcast detector
+    # While no task waits for it, the scheduler's memory manager (ReduceReplicas, every 2 s) drops the spare replica
+    # of a broadcast key, and a worker then fetches it again at compute: it must reuse its first copy, not rebuild it.
+    deadline = time.monotonic() + 10
+    while len(client.who_has()[key]) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    dropped = len(client.who_has()[key]) == 1
+    lazy.compute()
     loads = client.run(_loads)
-    assert len(loads) == 2 and all(v == 1 for v in loads.values()), loads
+    assert len(loads) == 2 and all(v == 1 for v in loads.values()), (loads, dropped)
     client.run(_reset)  # the naive way ships the detector with every task: the counter sees it
     ddf.map_partitions(_plain_score, fitted["det"], meta={"score": "f8"}).compute()
     assert sum(client.run(_loads).values()) >= 8

@@ -10,8 +10,9 @@
 
 Every function returns a lazy Dask DataFrame with a correct ``meta``, built on ``map_partitions``. The fitted
 estimator is shipped ONCE per worker, not once per partition: with a ``distributed`` Client active it is
-broadcast with ``client.scatter(est, broadcast=True)`` (each worker deserializes it once and every task on that
-worker uses the same copy); without one it enters the graph once as a ``dask.delayed`` value. Inside the workers
+broadcast with ``client.scatter(broadcast=True)`` inside a :class:`~vaekit.dask.client.Parcel` (each worker
+rebuilds it once and every task on that worker uses the same copy, even when the scheduler's memory manager has
+dropped a spare replica and the worker fetches it again); without one it enters the graph once as a ``dask.delayed`` value. Inside the workers
 each task computes with ``threads`` PyTorch/BLAS threads (default 1: a worker runs one task per thread, so more
 would oversubscribe the cores); the shipped copy has ``n_threads`` set to that, the caller's estimator is untouched.
 
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.dask.client import client_or_none, connect, require_dask, ship
+from vaekit.dask.client import client_or_none, connect, opened, require_dask, ship
 from vaekit.dask.files import read_table, write_table
 from vaekit.errors import DataError, VaekitError
 from vaekit.runtime import threads as thread_limit
@@ -100,6 +101,7 @@ def _score_frame(index: Any, kept: Any, s: np.ndarray, threshold: float, tops: l
 
 def _score_part(part: Any, det: Any, top: int, keep: list[str], n_threads: int,
                 partition_info: Mapping[str, Any] | None = None) -> Any:
+    det = opened(det)
     X = part.drop(columns=keep) if keep else part
     if getattr(det, "feature_names_in_", None) is None:  # fitted on an array: columns by position
         X = X.to_numpy(dtype=np.float64)
@@ -139,6 +141,7 @@ def _impute_part(part: Any, imp: Any, cols: list[str] | None, n_threads: int,
                  partition_info: Mapping[str, Any] | None = None) -> Any:
     import pandas as pd
 
+    imp = opened(imp)
     with _where(partition_info), thread_limit(n_threads):
         if cols is None:  # fitted on an array: every column, by position, float64 out
             done = imp.transform(part.to_numpy(dtype=np.float64))
@@ -185,6 +188,7 @@ def _encode_frame(index: Any, mu: np.ndarray, logvar: np.ndarray | None) -> Any:
 def _encode_part(part: Any, model: Any, columns: list[Any], logvar: bool, n_threads: int) -> Any:
     import torch
 
+    model = opened(model)
     dtype = next(model.parameters()).dtype
     x = torch.from_numpy(part[columns].to_numpy(dtype=np.float64)).to(dtype)
     model.eval()
@@ -248,6 +252,7 @@ def _generate_part(spec: Any, gen: Any, conditions: Mapping[str, Any] | None, n:
                    n_threads: int) -> Any:
     import pandas as pd
 
+    gen = opened(gen)
     parts = []
     for start, rows, seed in spec[["start", "rows", "seed"]].itertuples(index=False):
         with thread_limit(n_threads):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -39,13 +41,63 @@ def client_or_none() -> Any:
         return None
 
 
+OPENED_KEEP = 4  # parcels a process keeps opened (most recently used first out of the cache last)
+_opened: OrderedDict[str, Any] = OrderedDict()
+_opened_lock = threading.Lock()
+
+
+def _parcel(token: str, payload: bytes) -> Parcel:
+    return Parcel(None, token, payload)
+
+
+class Parcel:
+    """An object that travels as ``(token, bytes)`` and is rebuilt at most once per process, however often its bytes
+    arrive: Dask's Active Memory Manager drops spare replicas of a broadcast key (ReduceReplicas) while no task waits
+    for them, and a worker then fetches the key again; :meth:`open` finds the first copy by its token."""
+
+    def __init__(self, obj: Any, token: str | None = None, payload: bytes | None = None) -> None:
+        self.token = token or uuid.uuid4().hex
+        self._obj = obj
+        self._payload = payload
+
+    def __reduce__(self) -> tuple[Any, tuple[str, bytes]]:
+        if self._payload is None:
+            import cloudpickle  # a dependency of dask; pickles what the standard pickle does, and more
+
+            self._payload = cloudpickle.dumps(self._obj)
+        return _parcel, (self.token, self._payload)
+
+    def open(self) -> Any:
+        """The object: this process's copy (built from the bytes the first time, then reused; LRU of OPENED_KEEP)."""
+        if self._obj is not None:
+            return self._obj
+        import pickle
+
+        with _opened_lock:
+            obj = _opened.get(self.token)
+            if obj is None:
+                obj = pickle.loads(self._payload)  # noqa: S301 - bytes this package pickled for its own workers
+                _opened[self.token] = obj
+                while len(_opened) > OPENED_KEEP:
+                    _opened.popitem(last=False)
+            _opened.move_to_end(self.token)
+        self._obj = obj
+        return obj
+
+
+def opened(x: Any) -> Any:
+    """The object a task received: a :class:`Parcel` opened, anything else as it is."""
+    return x.open() if isinstance(x, Parcel) else x
+
+
 def ship(obj: Any, kind: str) -> Any:
-    """A graph reference to ``obj`` that reaches each worker once: a Future broadcast to every worker of the active
-    Client (``scatter(broadcast=True)``), else a ``dask.delayed`` value held once by the graph."""
+    """A graph reference to ``obj`` that is rebuilt once per worker: a :class:`Parcel` broadcast to every worker of the
+    active Client (``scatter(broadcast=True)``; a worker that fetches it again reuses its copy), else a
+    ``dask.delayed`` value held once by the graph. Tasks take it through :func:`opened`."""
     dask = require_dask()[0]
     client = client_or_none()
     if client is not None:
-        return client.scatter(obj, broadcast=True, hash=False)
+        return client.scatter(Parcel(obj), broadcast=True, hash=False)
     return dask.delayed(obj, name=f"vaekit-{kind}-{uuid.uuid4().hex}", traverse=False)
 
 

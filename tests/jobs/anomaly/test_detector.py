@@ -241,6 +241,9 @@ def _flip_last_byte(path):
      r"detector.json: malformed detector file \(VaekitError: k must be at most 10000"),
     (lambda d: _resave(d / "schema.json", lambda doc: (doc["columns"][0]["params"].update(scale=-1.0))) or
      _reseal_files(d), r"schema.json: column 'a': transform parameter 'scale' must be > 0"),
+    (lambda d: _resave(d / "detector.json", lambda doc: (doc.update(feature_names_in=7), doc.update(
+        config_blake2b=document_digest(doc, "config_blake2b")))),  # found by benchmarks/fuzz_folders.py
+     r"detector.json: malformed detector file \(TypeError: feature_names_in must be a list, got int\)"),
 ])
 def test_an_edited_or_damaged_detector_folder_is_refused(tmp_path, edit, msg):
     df = pd.DataFrame({"a": np.arange(40.0), "g": ["x", "y"] * 20})

@@ -96,6 +96,8 @@ def load_detector(directory: str | os.PathLike[str], cls: type) -> Any:
         det.threshold_, det.columns_ = float(doc["threshold"]), list(doc["columns"])
         det.n_features_in_ = int(doc["n_features_in"])
         if doc.get("feature_names_in") is not None:
+            if not isinstance(doc["feature_names_in"], list):
+                raise TypeError(f"feature_names_in must be a list, got {type(doc['feature_names_in']).__name__}")
             det.feature_names_in_ = np.asarray(doc["feature_names_in"], dtype=object)
         members = list(doc["members"])
         det._check_params()

@@ -22,7 +22,6 @@ def _fit(out, xtr, xva, epochs, resume=False, **kw):
     tr = Trainer(m, cfg, out_dir=out, progress=False)
     if epochs < 4:  # simulate a kill: stop after `epochs` epochs
         tr.cfg = TrainConfig(**{**cfg.to_dict(), "epochs": 4})
-        orig = tr.on_epoch
 
         def stop(row):
             if row["epoch"] + 1 >= epochs:

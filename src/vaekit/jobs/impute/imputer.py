@@ -441,7 +441,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         check_is_fitted(self, "model_")
         draws, post = self._draws(X, m, seed)
-        df, miss = draws[0][0], draws[0][1]
+        miss = draws[0][1]
         out = np.zeros(miss.shape)
         if post is not None:
             rows, mean = post

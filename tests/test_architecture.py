@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,14 @@ def test_tests_mirror_the_package() -> None:
     assert any((tests / "base").glob("test_*.py"))
     top_level = sorted(p.name for p in tests.glob("test_*.py"))
     assert top_level == ["test_architecture.py", "test_readme_examples.py"], top_level
+
+
+# Pyflakes' rules (ruff's F: undefined names, unused imports and variables, redefinitions) over the package, the
+# benchmark scripts and the tests: a benchmark script naming an unimported module fails here, not hours into a run.
+def test_pyflakes_rules_hold_everywhere():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it is in the dev extra: pip install -e '.[dev]')")
+    out = subprocess.run([ruff, "check", "--select", "F", "--no-cache", "--output-format", "concise",
+                          "src", "benchmarks", "tests"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]

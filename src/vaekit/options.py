@@ -25,6 +25,24 @@ def threads_option() -> Any:
                         "small models and all cores for large ones).")
 
 
+def prior_option() -> Any:
+    """--prior: the model zoo's p(z) for a table estimator."""
+    return typer.Option("standard_normal", "--prior", help="p(z): standard_normal | mog | vampprior (the model zoo; "
+                        "of the top layer with --stochastic-layers > 1).")
+
+
+def posterior_option() -> Any:
+    return typer.Option("gaussian", "--posterior", help="q(z|x): gaussian | iaf (inverse autoregressive flow).")
+
+
+def layers_option() -> Any:
+    return typer.Option(1, "--stochastic-layers", help="Stochastic layers (> 1: hierarchical VAE, top-down "
+                        "inference, --latent-dim each).")
+
+
+ZOO_OPTIONS = {"prior": "--prior", "posterior": "--posterior", "stochastic_layers": "--stochastic-layers"}
+
+
 def seed_option() -> Any:
     return typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Random seed (same seed, same bytes).")
 

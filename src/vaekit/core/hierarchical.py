@@ -188,12 +188,10 @@ class HierarchicalVAE(VAE):
         return self.decoder(self._with_condition(z, c))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
-               c: torch.Tensor | None = None, mean: bool = True) -> torch.Tensor:
-        """x ~ p(x | z_1) with all layers drawn top-down from the prior."""
-        z = self.prior.sample_full(n, generator, temperature)
-        params = self.decode(z, c)
-        return self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
+    def sample_latents(self, n: int, generator: torch.Generator | None = None,
+                       temperature: float = 1.0) -> torch.Tensor:
+        """Every layer drawn top-down from the prior, (n, L·d): ``sample`` then decodes p(x | z_1)."""
+        return self.prior.sample_full(n, generator, temperature)
 
 
 __all__ = ["HierarchicalPrior", "HierarchicalVAE"]

@@ -210,10 +210,16 @@ class VAE(nn.Module):
 
     # --- conveniences --------------------------------------------------------------------------
     @torch.no_grad()
+    def sample_latents(self, n: int, generator: torch.Generator | None = None,
+                       temperature: float = 1.0) -> torch.Tensor:
+        """z ~ p(z) (scaled by temperature), n rows in the space ``decode`` takes (on the generator's device)."""
+        return self.prior.sample(n, generator, temperature)
+
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
                c: torch.Tensor | None = None, mean: bool = True) -> torch.Tensor:
         """x ~ p(x|z), z ~ p(z) (scaled by temperature); ``mean=True`` returns E[x|z] instead of a draw."""
-        z = self.prior.sample(n, generator, temperature).to(next(self.parameters()).device)
+        z = self.sample_latents(n, generator, temperature).to(next(self.parameters()).device)
         params = self.decode(z, c)
         return self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
 

@@ -17,8 +17,6 @@ from typing import Any, Callable
 
 import torch
 
-from vaekit.core.priors import gaussian_log_q
-from vaekit.errors import VaekitError
 from vaekit.registry import Registry
 
 OBJECTIVES: Registry[type[ELBO]] = Registry("objective")
@@ -140,7 +138,7 @@ class MIWAE(IWAE):
 
     IWAE on the observed entries of incomplete rows (the likelihood leaves out the missing ones; x̃ = zero-filled
     values + mask bits), log q from ε; the networks run in the caller's autocast, the weights in float32. β, warm-up
-    and free bits do not apply; the posterior is the encoder's Gaussian.
+    and free bits do not apply. Any zoo model: z_i, log p(z_i) and log q(z_i|x̃) come from its ``draw_latents``.
     """
 
     def beta_at(self, epoch_progress: float) -> float:
@@ -151,21 +149,16 @@ class MIWAE(IWAE):
                  extra: Callable[[torch.Tensor], torch.Tensor] | None = None) -> LossOutput:
         """``extra(params)`` (float32 decoder parameters (k, N, P, D)) → a further log-weight term (k, N) added to
         log p(x_obs|z), e.g. the missingness model of not-MIWAE."""
-        cfg = model.config
-        if cfg.posterior != "gaussian" or cfg.stochastic_layers > 1:
-            raise VaekitError("the miwae objective needs a one-layer VAE with a Gaussian posterior "
-                              f"(got posterior={cfg.posterior!r}, stochastic_layers={cfg.stochastic_layers})")
-        mu, logvar = model.encode(x, c)
+        state = model.posterior_state(x, c)  # any zoo model: z_i through its own draw_latents, exact log q and log p
         with torch.autocast(x.device.type, enabled=False):
-            mu, logvar = mu.float(), logvar.float()
-            eps = torch.randn(self.k, *mu.shape, device=mu.device)
-            z = mu + torch.exp(0.5 * logvar) * eps
+            state = state.float()
+            eps = torch.randn(self.k, len(x), model.noise_dim, device=state.mu.device)
+            z, log_pz, log_q = model.draw_latents(state, eps)
         params = model.decode(z, c)
         with torch.autocast(x.device.type, enabled=False):
             params = params.float()
             log_px = model.likelihood.log_prob(params, x)
             lead = log_px if extra is None else log_px + extra(params)
-            log_pz, log_q = model.prior.log_prob(z), gaussian_log_q(eps, logvar)
             log_w = lead + log_pz - log_q
             loss = -(torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])).mean()
         return LossOutput(loss, -log_px.mean().detach(), (log_q - log_pz).mean().detach(), log_w.mean().detach())

@@ -22,7 +22,11 @@ from vaekit.options import (
     count_option,
     device_option,
     ints,
+    ZOO_OPTIONS,
+    layers_option,
     names,
+    posterior_option,
+    prior_option,
     threads_option,
 )
 
@@ -31,7 +35,7 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 OPTIONS = dict(allow_missing="--allow-missing", column_kinds=KIND_OPTIONS, unknown_category="--unknown",
                missing_score="--missing-score", score_type="--score", column_transform="--transform",
                n_models="--n-models", max_steps="--max-steps", latent_dim="--latent-dim", hidden="--hidden",
-               contamination="--contamination")  # the detector's parameters as this command's options
+               contamination="--contamination", **ZOO_OPTIONS)  # the detector's parameters as this command's options
 
 
 @app.command("fit")
@@ -56,6 +60,9 @@ def anomaly_fit(
     missing_score: str = typer.Option("per_observed", "--missing-score", help="With --allow-missing: per_observed "
                                       "(score per observed column × columns: missing values are not rewarded) | "
                                       "observed (sum over the observed columns only)."),
+    prior: str = prior_option(),
+    posterior: str = posterior_option(),
+    stochastic_layers: int = layers_option(),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out that already holds a detector, "
                                    "another vaekit artifact or other files (see README, 'Command line')."),
@@ -80,7 +87,7 @@ def anomaly_fit(
     det = VAEAnomalyDetector(score_type=score, k=k, contamination=cont, latent_dim=latent_dim, hidden=ints(hidden, "hidden"),
                              max_steps=max_steps, n_models=n_models, column_transform=transform, column_kinds=kinds or None,
                              allow_missing=allow_missing, unknown_category=unknown, missing_score=missing_score,
-                             random_state=seed, device=device, n_threads=threads or None)
+                             prior=prior, posterior=posterior, stochastic_layers=stochastic_layers, random_state=seed, device=device, n_threads=threads or None)
     with cli_wording(train, **OPTIONS):
         det.fit(df)
     retire_artifacts(replaced)

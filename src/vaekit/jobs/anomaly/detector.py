@@ -41,6 +41,11 @@ C / C_obs (C columns, C_obs observed), i.e. the score per observed column times 
 not made more normal by having fewer columns scored; ``'observed'`` sums the observed columns only (the raw
 −log p(x_obs): rows with many missing values score lowest). Rows with nothing missing are unaffected either way.
 
+Models (``prior``, ``posterior``, ``stochastic_layers``): any model of the zoo — a mixture-of-Gaussians or VampPrior
+prior, an IAF posterior, a hierarchical VAE — scored by the same rules, its draws z_l through the model's own
+``draw_latents`` (exact log p(z_l) and log q(z_l|x)); where KL has no closed form, ``elbo`` uses (1/k) Σ_l
+[log q(z_l|x) − log p(z_l)]. The default is the single-layer Gaussian VAE with an N(0, I) prior.
+
 Fitting needs at least 2 rows.
 """
 from __future__ import annotations
@@ -54,8 +59,8 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.core.budget import scaled_steps
-from vaekit.core.config import ModelConfig, TrainConfig
-from vaekit.core.inference import gaussian_log_q, log_mean_exp
+from vaekit.core.config import ModelConfig, TrainConfig, estimator_zoo
+from vaekit.core.inference import log_mean_exp
 from vaekit.core.likelihoods import make_likelihood
 from vaekit.core.model import VAE
 from vaekit.core.objectives import ELBO, LossOutput
@@ -86,7 +91,8 @@ class TrimmedELBO(ELBO):
                  epoch_progress: float = math.inf) -> LossOutput:
         out = model(x, c)
         log_px = model.log_px(out.params, x)
-        kl = model.prior.kl(out.mu, out.logvar).sum(-1)
+        kl_d = model.analytic_kl(out.mu, out.logvar)  # closed form where there is one, else log q − log p of the draw
+        kl = kl_d.sum(-1) if kl_d is not None else out.log_qz - out.log_pz
         per_row = -(log_px - self.beta * kl)
         kept = torch.topk(per_row, max(1, math.ceil((1 - self.trim) * len(per_row))), largest=False).values
         return LossOutput(kept.mean(), -log_px.mean().detach(), kl.mean().detach(), (log_px - kl).mean().detach())
@@ -123,6 +129,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                  n_models: int = 5, likelihood: str = "auto", column_transform: str = "standard",
                  allow_missing: bool | Sequence[str] = False, unknown_category: str = "abnormal",
                  missing_score: str = "per_observed", column_kinds: Mapping[str, str] | None = None,
+                 prior: str = "standard_normal", posterior: str = "gaussian", stochastic_layers: int = 1,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto", n_threads: int | None = None) -> None:
         self.score_type = score_type
         self.k = k
@@ -148,6 +155,9 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.unknown_category = unknown_category
         self.missing_score = missing_score
         self.column_kinds = column_kinds
+        self.prior = prior
+        self.posterior = posterior
+        self.stochastic_layers = stochastic_layers
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -173,6 +183,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             raise VaekitError(f"k must be at most {MAX_K} (latent samples per row), got {self.k}")
         if not 0 <= self.validation_fraction < 1:
             raise VaekitError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        estimator_zoo(self)
         resolve_device(self.device)  # a name that is not a device, or a GPU that is not there → VaekitError
         resolve_threads(self.n_threads)
 
@@ -274,11 +285,13 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             return ModelConfig(input_shape=(x.shape[1],), latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
                                activation=self.activation, likelihood="mixed", obs_logvar_min=self.obs_logvar_min,
                                obs_logvar_max=self._obs_logvar_max, obs_variance=self.obs_variance,
-                               column_kinds=self.schema_.column_kinds, column_sizes=self.schema_.column_sizes)
+                               column_kinds=self.schema_.column_kinds, column_sizes=self.schema_.column_sizes,
+                               **estimator_zoo(self))
         return ModelConfig(input_shape=(x.shape[1],), latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
                            activation=self.activation, likelihood=self.likelihood, obs_logvar_min=self.obs_logvar_min,
                            obs_logvar_max=self._obs_logvar_max,
-                           obs_variance=self.obs_variance if self.likelihood == "gaussian_learned" else "decoder")
+                           obs_variance=self.obs_variance if self.likelihood == "gaussian_learned" else "decoder",
+                           **estimator_zoo(self))
 
     def _fit_member(self, x: torch.Tensor, mcfg: ModelConfig, seed: int) -> VAE:
         n = len(x)
@@ -334,24 +347,26 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
     # --- scoring -----------------------------------------------------------------------------------------------
     def _eps(self, i: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self._seeds[i] + 7919)
-        return torch.randn(int(self.k), int(self.latent_dim), generator=g, dtype=torch.float64)
+        return torch.randn(int(self.k), int(self.models_[i].noise_dim), generator=g, dtype=torch.float64)
 
     @torch.no_grad()
     def _terms(self, model: VAE, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(score (N,), per-column terms (N, C)) for one model and one batch; see the module docstring."""
-        mu, logvar = model.encode(x)
+        state = model.posterior_state(x)  # any zoo model: draws through draw_latents, exact log p(z) and log q(z|x)
         lik = model.likelihood
-        if self.score_type == "recon_error":
-            cols = lik.sq_error_dims(model.decode(mu), x)
+        if self.score_type == "recon_error":  # z at ε = 0: μ(x) (top-down means for a hierarchical model)
+            z0, _, _ = model.draw_latents(state, eps.new_zeros(len(x), eps.shape[-1]))
+            cols = lik.sq_error_dims(model.decode(z0), x)
             return cols.sum(-1), cols
-        z = mu + torch.exp(0.5 * logvar) * eps[:, None, :]  # (k, N, d)
+        z, log_pz, log_qz = model.draw_latents(state, eps[:, None, :].expand(len(eps), len(x), eps.shape[-1]))
         lpd = lik.log_prob_dims(model.decode(z), x)  # (k, N, C)
         log_px = lpd.sum(-1)
         if self.score_type == "elbo":
-            kl = model.prior.kl(mu, logvar).sum(-1)
+            kl_d = model.analytic_kl(state.mu, state.logvar)  # closed form where there is one, else Monte Carlo
+            kl = kl_d.sum(-1) if kl_d is not None else (log_qz - log_pz).mean(0)
             return -(log_px.mean(0) - kl), -lpd.mean(0)
         if self.score_type == "nll":
-            lw = log_px + model.prior.log_prob(z) - gaussian_log_q(eps[:, None, :], logvar)
+            lw = log_px + log_pz - log_qz
         else:
             lw = log_px
         w = torch.softmax(lw, 0).unsqueeze(-1)

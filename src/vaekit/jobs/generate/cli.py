@@ -14,7 +14,11 @@ from vaekit.options import (
     count_option,
     device_option,
     ints,
+    ZOO_OPTIONS,
+    layers_option,
     names,
+    posterior_option,
+    prior_option,
     threads_option,
 )
 
@@ -39,6 +43,9 @@ def generate_fit(
     max_steps: int = typer.Option(4000, "--max-steps", help="Maximum optimizer steps."),
     time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
                                      help="Stop training after this many minutes (0 = none), as 'vaekit train'."),
+    prior: str = prior_option(),
+    posterior: str = posterior_option(),
+    stochastic_layers: int = layers_option(),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out that already holds a generator, "
                                    "another vaekit artifact or other files (see README, 'Command line')."),
@@ -52,10 +59,11 @@ def generate_fit(
     kinds = column_kinds(categorical, binary, continuous)
     with cli_wording(table, column_kinds=KIND_OPTIONS, condition_columns="--condition-columns",
                      column_transform="--transform", latent_dim="--latent-dim", max_steps="--max-steps",
-                     time_limit_min="--time-limit"):
+                     time_limit_min="--time-limit", **ZOO_OPTIONS):
         res = fit_file(table, out, names(ignore), kinds, overwrite, condition_columns=names(condition_columns),
                        column_transform=transform, latent_dim=latent_dim, hidden=ints(hidden, "hidden"), epochs=epochs,
-                       max_steps=max_steps, time_limit_min=time_limit, random_state=seed, verbose=progress,
+                       max_steps=max_steps, time_limit_min=time_limit, prior=prior, posterior=posterior,
+                       stochastic_layers=stochastic_layers, random_state=seed, verbose=progress,
                        device=device, n_threads=threads or None)
     kinds_txt = ", ".join(f"{n}:{k}" for n, k in res["kinds"])
     typer.echo(f"fitted on {res['rows']} rows ({kinds_txt}) in {res['seconds']:.1f} s, {res['epochs']} epoch(s); "

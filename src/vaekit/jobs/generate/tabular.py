@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from vaekit.core.budget import scaled_steps
-from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.config import ModelConfig, TrainConfig, estimator_zoo
 from vaekit.core.likelihoods import MixedTabular
 from vaekit.core.model import VAE
 from vaekit.core.trainer import Trainer
@@ -87,6 +87,7 @@ class TabularGenerator(BaseEstimator):
                  activation: str = "tanh", beta: float = 1.0, epochs: int = 300, max_steps: int = 4000,
                  batch_size: int = 128, lr: float = 2e-3, obs_logvar_min: float = -7.0,
                  validation_fraction: float = 0.1, time_limit_min: float = 0.0, clip: bool = True,
+                 prior: str = "standard_normal", posterior: str = "gaussian", stochastic_layers: int = 1,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto",
                  n_threads: int | None = None) -> None:
         self.condition_columns = condition_columns
@@ -104,6 +105,9 @@ class TabularGenerator(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.time_limit_min = time_limit_min
         self.clip = clip
+        self.prior = prior
+        self.posterior = posterior
+        self.stochastic_layers = stochastic_layers
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -121,6 +125,7 @@ class TabularGenerator(BaseEstimator):
             raise VaekitError("validation_fraction must be in [0, 1), lr > 0, beta > 0 and time_limit_min >= 0")
         if isinstance(self.condition_columns, str):
             raise VaekitError("condition_columns must be a list of column names, not one string")
+        estimator_zoo(self)
         resolve_device(self.device)  # a name that is not a device, or a GPU that is not there → VaekitError
         resolve_threads(self.n_threads)
 
@@ -205,7 +210,7 @@ class TabularGenerator(BaseEstimator):
         return ModelConfig(input_shape=(s.input_dim,), latent_dim=int(self.latent_dim),
                            hidden=tuple(int(h) for h in self.hidden), activation=self.activation, likelihood="mixed",
                            obs_logvar_min=float(self.obs_logvar_min), column_kinds=s.column_kinds,
-                           column_sizes=s.column_sizes, n_conditions=n_cond)
+                           column_sizes=s.column_sizes, n_conditions=n_cond, **estimator_zoo(self))
 
     def _train(self, x: torch.Tensor, c: torch.Tensor | None) -> VAE:
         """ELBO with keep-best on the held-out rows; small tables repeat so an epoch has ≥ 20 steps."""
@@ -268,7 +273,7 @@ class TabularGenerator(BaseEstimator):
             try:  # draws on the CPU (the seed's stream), the decoder on the device
                 for a in range(0, n, CHUNK):
                     m = min(CHUNK, n - a)
-                    z = model.prior.sample(m, gen, float(temperature))
+                    z = model.sample_latents(m, gen, float(temperature))
                     cc = None if c is None else c[a:a + m].to(dev)
                     params = model.decode(z.to(dev), cc).cpu()
                     parts.append(lik.sample(tempered(lik, params, float(temperature)), gen)[:, :self.schema_.value_dim])

@@ -63,7 +63,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.core.budget import scaled_steps
-from vaekit.core.config import ModelConfig, TrainConfig
+from vaekit.core.config import ModelConfig, TrainConfig, estimator_zoo
 from vaekit.core.inference import shared_eps, sir, snis
 from vaekit.core.model import VAE
 from vaekit.core.trainer import Trainer
@@ -134,6 +134,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                  lr: float | str = "auto", precision: str = "auto", obs_logvar_min: float = -4.0,
                  validation_fraction: float = 0.0, patience: int = 10, column_transform: str = "standard",
                  column_kinds: Mapping[str, str] | None = None, missing_mechanism: str = "mar",
+                 prior: str = "standard_normal", posterior: str = "gaussian", stochastic_layers: int = 1,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto",
                  n_threads: int | None = None, time_limit_min: float = 0.0) -> None:
         self.missing_values = missing_values
@@ -153,6 +154,9 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.column_transform = column_transform
         self.column_kinds = column_kinds
         self.missing_mechanism = missing_mechanism
+        self.prior = prior
+        self.posterior = posterior
+        self.stochastic_layers = stochastic_layers
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -190,6 +194,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if isinstance(self.time_limit_min, bool) or not isinstance(self.time_limit_min, (int, float)) \
                 or not math.isfinite(self.time_limit_min) or self.time_limit_min < 0:
             raise VaekitError(f"time_limit_min must be a number of minutes >= 0 (0 = none), got {self.time_limit_min!r}")
+        estimator_zoo(self)
         resolve_device(self.device)  # a name that is not a device, or a GPU that is not there → VaekitError
         resolve_threads(self.n_threads)
 
@@ -261,7 +266,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         d = self.latent_dim if self.latent_dim != "auto" else max(1, min(10, len(s.columns) - 1))
         return ModelConfig(input_shape=(s.input_dim,), latent_dim=int(d), hidden=tuple(int(h) for h in self.hidden),
                            activation=self.activation, likelihood="mixed", obs_logvar_min=float(self.obs_logvar_min),
-                           column_kinds=s.column_kinds, column_sizes=s.column_sizes)
+                           column_kinds=s.column_kinds, column_sizes=s.column_sizes, **estimator_zoo(self))
 
     def _slots(self) -> tuple[torch.Tensor, list[int]]:
         """Column index of each value slot (value_dim,), and each column's first slot."""
@@ -334,7 +339,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             rows = held.any(1)
             validator = partial(self._valid_error, x_rows=x_tr[rows].to(dev), truth=x[rows].to(dev),
                                 held=held[rows].to(dev),
-                                eps=shared_eps(N_VALID_SAMPLES, model.config.latent_dim, self._seed).to(dev))
+                                eps=shared_eps(N_VALID_SAMPLES, model.noise_dim, self._seed).to(dev))
         trainer = Trainer(trained, cfg, progress=bool(self.verbose), validator=validator, reseed=False,
                           objective=nm.NotMIWAE(int(self.k)) if mnar else None,)
         try:
@@ -363,7 +368,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         x = torch.from_numpy(self._validate(df)[rows])
         model, vd = self.model_, self.schema_.value_dim
         lik, dev = model.likelihood, resolve_device(self.device)
-        eps = shared_eps(int(self.n_samples), model.config.latent_dim, self._seed + 7)
+        eps = shared_eps(int(self.n_samples), model.noise_dim, self._seed + 7)
         eps_dev, mnar = eps.to(dev), self.missing_mechanism == "self_masking"
         nu = self._nu(len(eps), 13) if mnar else None
         gen = torch.Generator().manual_seed(self._seed + 11 if seed is None else int(seed))

@@ -55,6 +55,9 @@ EXTRA_METHODS = ["vaekit_notmiwae"]  # run when named in --methods
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tabular"
 
 
+VAEKIT_PARAMS: dict[str, Any] = {}  # --vaekit-params: overrides of VAEImputer's defaults (e.g. a zoo model)
+
+
 def make(method: str, seed: int, n_jobs: int = -1) -> Any:
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
@@ -62,11 +65,11 @@ def make(method: str, seed: int, n_jobs: int = -1) -> Any:
     if method == "vaekit":
         from vaekit import VAEImputer
 
-        return VAEImputer(random_state=seed)
+        return VAEImputer(random_state=seed, **VAEKIT_PARAMS)
     if method == "vaekit_notmiwae":
         from vaekit import VAEImputer
 
-        return VAEImputer(random_state=seed, missing_mechanism="self_masking")
+        return VAEImputer(random_state=seed, **{"missing_mechanism": "self_masking", **VAEKIT_PARAMS})
     if method == "mean":
         return SimpleImputer()
     if method == "KNN":
@@ -227,7 +230,10 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--name", default="impute_uci", help="file stem of the results (NAME.json, NAME.md)")
     ap.add_argument("--compare", type=Path, default=None, help="another results .json: its methods as extra columns")
+    ap.add_argument("--vaekit-params", default="{}", help="JSON overrides of VAEImputer's defaults for the vaekit "
+                    "methods, e.g. '{\"prior\": \"mog\"}' (a model-zoo comparison; use with --name)")
     args = ap.parse_args()
+    VAEKIT_PARAMS.update(json.loads(args.vaekit_params))
     import sklearn
     import torch
 

@@ -157,6 +157,23 @@ def test_detector_score_graph(tmp_path: Path, detector_dir: tuple[Path, pd.DataF
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=TOL)
 
 
+@pytest.mark.parametrize("zoo", [{"posterior": "iaf"}, {"stochastic_layers": 2}, {"prior": "mog"}],
+                         ids=["iaf", "hierarchical", "mog"])
+def test_detector_with_a_zoo_model_exports_its_own_scores(tmp_path: Path, zoo: dict) -> None:
+    """The score graph runs the detector's one kernel (member_terms), so a zoo detector exports exactly too."""
+    from vaekit.jobs.anomaly.detector import VAEAnomalyDetector
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120), "cat": rng.choice(["x", "y"], 120)})
+    det = VAEAnomalyDetector(n_models=1, max_steps=20, latent_dim=3, hidden=(16,), k=4, random_state=0, **zoo).fit(df)
+    det.save(tmp_path / "det")
+    doc = ex.export(tmp_path / "det", tmp_path / "e", "onnx")
+    assert doc["detector_check"]["max_rel_diff"] <= TOL and doc["graphs"]["score"]["check"]["max_abs_diff"] <= TOL
+    noise = det.models_[0].noise_dim
+    assert np.load(tmp_path / "e" / "score_eps.npy").shape == (1, 4, noise)  # all layers' noise for a hierarchy
+    assert noise == (6 if zoo.get("stochastic_layers") else 3)
+
+
 def test_cli_round_trip(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_npz: Path,
                         detector_dir: tuple[Path, pd.DataFrame]) -> None:
     run = tmp_path / "run"

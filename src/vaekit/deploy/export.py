@@ -41,11 +41,11 @@ from torch import nn
 
 from vaekit import __version__
 from vaekit.core.checkpoint import read_model_config
-from vaekit.core.inference import gaussian_log_q, log_mean_exp
 from vaekit.core.model import VAE
 from vaekit.core.workflows import load, resolve_model_dir
 from vaekit.errors import CheckpointError, VaekitError
 from vaekit.files import atomic_write_bytes, atomic_write_text, check_target, read_json
+from vaekit.jobs.anomaly.detector import member_terms
 from vaekit.jobs.anomaly.folder import DETECTOR_FILE, SCHEMA_FILE
 
 FORMAT, VERSION = "vaekit-export", 1
@@ -84,21 +84,8 @@ class DecoderGraph(nn.Module):
 
 
 def member_score(model: VAE, x: torch.Tensor, eps: torch.Tensor | None, score_type: str) -> torch.Tensor:
-    """One member's per-row score (N,), as ``VAEAnomalyDetector._terms`` computes it, with ε (k, N, d) given."""
-    mu, logvar = model.encode(x)
-    lik = model.likelihood
-    if score_type == "recon_error":
-        return lik.sq_error_dims(model.decode(mu), x).sum(-1)
-    assert eps is not None
-    z = mu + torch.exp(0.5 * logvar) * eps  # (k, N, d)
-    log_px = lik.log_prob_dims(model.decode(z), x).sum(-1)  # (k, N)
-    if score_type == "elbo":
-        return -(log_px.mean(0) - model.prior.kl(mu, logvar).sum(-1))
-    if score_type == "nll":
-        lw = log_px + model.prior.log_prob(z) - gaussian_log_q(eps, logvar)
-    else:  # recon_prob
-        lw = log_px
-    return -log_mean_exp(lw, 0)
+    """One member's per-row score (N,): the detector's own kernel (``member_terms``) with ε (k, N, noise_dim) given."""
+    return member_terms(model, x, eps, score_type)[0]
 
 
 class ScoreGraph(nn.Module):
@@ -182,7 +169,7 @@ def score_graph(det: Any) -> Graph:
     """The score graph of a fitted anomaly detector (all members, float32)."""
     members = [_fp32(m) for m in det.models_]
     m0 = members[0]
-    d, D, k, M = m0.config.latent_dim, m0.config.data_dim, int(det.k), len(members)
+    d, D, k, M = m0.noise_dim, m0.config.data_dim, int(det.k), len(members)
     sampled = det.score_type != "recon_error"
     eps_specs = [_spec(f"eps_{i}", [k, "batch", d], f"N(0, I) noise of member {i}; the detector's own: "
                        f"{EPS_FILE}[{i}][:, None, :] broadcast over the batch") for i in range(M)] if sampled else []

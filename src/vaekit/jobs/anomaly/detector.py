@@ -98,6 +98,31 @@ class TrimmedELBO(ELBO):
         return LossOutput(kept.mean(), -log_px.mean().detach(), kl.mean().detach(), (log_px - kl).mean().detach())
 
 
+def member_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor | None,
+                 score_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One member's (score (N,), per-column terms (N, C)) of rows x; ε (k, N, noise_dim), unused for recon_error.
+
+    The one kernel of the detector's scores (the ONNX score graph calls it too): any zoo model, its draws z_l, log p(z_l)
+    and log q(z_l|x) through ``draw_latents``."""
+    state = model.posterior_state(x)
+    lik = model.likelihood
+    if score_type == "recon_error":  # z at ε = 0: μ(x) (top-down means for a hierarchical model)
+        z0, _, _ = model.draw_latents(state, x.new_zeros(len(x), model.noise_dim))
+        cols = lik.sq_error_dims(model.decode(z0), x)
+        return cols.sum(-1), cols
+    assert eps is not None
+    z, log_pz, log_qz = model.draw_latents(state, eps)
+    lpd = lik.log_prob_dims(model.decode(z), x)  # (k, N, C)
+    log_px = lpd.sum(-1)
+    if score_type == "elbo":
+        kl_d = model.analytic_kl(state.mu, state.logvar)  # closed form where there is one, else Monte Carlo
+        kl = kl_d.sum(-1) if kl_d is not None else (log_qz - log_pz).mean(0)
+        return -(log_px.mean(0) - kl), -lpd.mean(0)
+    lw = log_px + log_pz - log_qz if score_type == "nll" else log_px  # nll | recon_prob
+    w = torch.softmax(lw, 0).unsqueeze(-1)
+    return -log_mean_exp(lw, 0), -(w * lpd).sum(0)
+
+
 def _is_frame(X: Any) -> bool:
     import pandas as pd
 
@@ -351,26 +376,9 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
 
     @torch.no_grad()
     def _terms(self, model: VAE, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(score (N,), per-column terms (N, C)) for one model and one batch; see the module docstring."""
-        state = model.posterior_state(x)  # any zoo model: draws through draw_latents, exact log p(z) and log q(z|x)
-        lik = model.likelihood
-        if self.score_type == "recon_error":  # z at ε = 0: μ(x) (top-down means for a hierarchical model)
-            z0, _, _ = model.draw_latents(state, eps.new_zeros(len(x), eps.shape[-1]))
-            cols = lik.sq_error_dims(model.decode(z0), x)
-            return cols.sum(-1), cols
-        z, log_pz, log_qz = model.draw_latents(state, eps[:, None, :].expand(len(eps), len(x), eps.shape[-1]))
-        lpd = lik.log_prob_dims(model.decode(z), x)  # (k, N, C)
-        log_px = lpd.sum(-1)
-        if self.score_type == "elbo":
-            kl_d = model.analytic_kl(state.mu, state.logvar)  # closed form where there is one, else Monte Carlo
-            kl = kl_d.sum(-1) if kl_d is not None else (log_qz - log_pz).mean(0)
-            return -(log_px.mean(0) - kl), -lpd.mean(0)
-        if self.score_type == "nll":
-            lw = log_px + log_pz - log_qz
-        else:
-            lw = log_px
-        w = torch.softmax(lw, 0).unsqueeze(-1)
-        return -log_mean_exp(lw, 0), -(w * lpd).sum(0)
+        """(score (N,), per-column terms (N, C)) for one model and one batch; ``eps`` (k, noise_dim), shared by the
+        rows (see the module docstring)."""
+        return member_terms(model, x, eps[:, None, :].expand(len(eps), len(x), eps.shape[-1]), self.score_type)
 
     def _score_encoded(self, x: torch.Tensor, memory_mb: float = 128.0,
                        unseen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

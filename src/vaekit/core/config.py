@@ -148,13 +148,13 @@ ZOO_DEFAULTS: dict[str, Any] = {"stochastic_layers": 1, "posterior": "gaussian",
 
 
 # The model-zoo choices the table estimators (detector, imputer, generator) expose as parameters of their own
-ESTIMATOR_ZOO_PARAMS: dict[str, Any] = {"prior": "standard_normal", "posterior": "gaussian", "stochastic_layers": 1}
+ESTIMATOR_ZOO_PARAMS = ("prior", "posterior", "stochastic_layers")
 
 
 def estimator_zoo(est: Any) -> dict[str, Any]:
     """An estimator's ``prior``, ``posterior`` and ``stochastic_layers`` as ModelConfig fields, checked (one-line
     VaekitError naming the parameter: an unknown prior or posterior lists the registered ones)."""
-    out = {name: getattr(est, name, default) for name, default in ESTIMATOR_ZOO_PARAMS.items()}
+    out = {name: getattr(est, name) for name in ESTIMATOR_ZOO_PARAMS}
     PRIORS.check(out["prior"])
     POSTERIORS.check(out["posterior"])
     out["stochastic_layers"] = _int(out["stochastic_layers"], "stochastic_layers", hi=MAX_STOCHASTIC_LAYERS)

@@ -12,9 +12,10 @@ Every function returns a lazy Dask DataFrame with a correct ``meta``, built on `
 estimator is shipped ONCE per worker, not once per partition: with a ``distributed`` Client active it is
 broadcast with ``client.scatter(broadcast=True)`` inside a :class:`~vaekit.dask.client.Parcel` (each worker
 rebuilds it once and every task on that worker uses the same copy, even when the scheduler's memory manager has
-dropped a spare replica and the worker fetches it again); without one it enters the graph once as a ``dask.delayed`` value. Inside the workers
-each task computes with ``threads`` PyTorch/BLAS threads (default 1: a worker runs one task per thread, so more
-would oversubscribe the cores); the shipped copy has ``n_threads`` set to that, the caller's estimator is untouched.
+dropped a spare replica and the worker fetches it again); without one it enters the graph once as a
+``dask.delayed`` value. Inside the workers each task computes with ``threads`` PyTorch/BLAS threads (default 1: a
+worker runs one task per thread, so more would oversubscribe the cores); the shipped copy has ``n_threads`` set to
+that, the caller's estimator is untouched.
 
 Results equal the in-process ones: a row's score or imputation does not depend on the batch it is computed in
 (see :mod:`vaekit.jobs.anomaly.detector`, :mod:`vaekit.jobs.impute.imputer`), so ``score(ddf, det)`` gives exactly

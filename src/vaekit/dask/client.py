@@ -41,7 +41,7 @@ def client_or_none() -> Any:
         return None
 
 
-OPENED_KEEP = 4  # parcels a process keeps opened (most recently used first out of the cache last)
+OPENED_KEEP = 4  # parcels a process keeps opened; beyond that the least recently opened one is dropped
 _opened: OrderedDict[str, Any] = OrderedDict()
 _opened_lock = threading.Lock()
 

@@ -87,7 +87,8 @@ def anomaly_fit(
     det = VAEAnomalyDetector(score_type=score, k=k, contamination=cont, latent_dim=latent_dim, hidden=ints(hidden, "hidden"),
                              max_steps=max_steps, n_models=n_models, column_transform=transform, column_kinds=kinds or None,
                              allow_missing=allow_missing, unknown_category=unknown, missing_score=missing_score,
-                             prior=prior, posterior=posterior, stochastic_layers=stochastic_layers, random_state=seed, device=device, n_threads=threads or None)
+                             prior=prior, posterior=posterior, stochastic_layers=stochastic_layers,
+                             random_state=seed, device=device, n_threads=threads or None)
     with cli_wording(train, **OPTIONS):
         det.fit(df)
     retire_artifacts(replaced)

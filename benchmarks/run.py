@@ -82,13 +82,14 @@ PLAN: dict[str, tuple[float, list[str]]] = {
                              "benchmarks/results/anomaly"]),
     # candidates chosen on the development sets get ONE held-out check each (vaekit re-run, others from the merge)
     "anomaly_heldout_zoo_mog": (6, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", "heldout", "--methods",
-                                    "vaekit", "--threads", "1", "--vaekit-params", '{"prior": "mog"}', "--tag",
+                                    "vaekit", "--threads", "1", "--vaekit-params", '{"prior": "mog"}', "--heldout-check", "--tag",
                                     "adbench_heldout_zoo_mog", "--merge",
                                     "benchmarks/results/anomaly/adbench_heldout.json", "--out",
                                     "benchmarks/results/anomaly"]),
     **{f"anomaly{part}_obs_logvar_max": (m, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", sets, "--methods",
                                             "vaekit", "--seeds", "1,2,3", "--threads", "1", "--vaekit-params",
-                                            '{"obs_logvar_max": 0}', "--tag", f"adbench{part}_obs_logvar_max",
+                                            '{"obs_logvar_max": 0}', *(["--heldout-check"] if part else []),
+                                            "--tag", f"adbench{part}_obs_logvar_max",
                                             "--merge", f"benchmarks/results/anomaly/adbench{part}.json", "--out",
                                             "benchmarks/results/anomaly"])
        for part, sets, m in (("", "dev", 25), ("_heldout", "heldout", 6))},

@@ -112,3 +112,12 @@ def test_gmm_draws_do_not_depend_on_the_last_bits_of_the_fit() -> None:
     a, b = H._gmm_sample(gm, 500), H._gmm_sample(other, 500)
     assert a.shape == (500, 64) and np.abs(a - b).max() < 1e-8
     assert np.abs(np.cov(a[:200], rowvar=False)).sum() > 0  # not a degenerate draw
+
+
+def test_tuning_flags_are_refused_on_the_heldout_sets_unless_declared_a_check(tmp_path: Path) -> None:
+    pytest.importorskip("pyod")
+    A = load_benchmark("anomaly_adbench")
+    with pytest.raises(SystemExit, match="held-out sets must not choose defaults"):
+        A.main(["--datasets", "heldout", "--methods", "vaekit", "--vaekit-params", '{"prior": "mog"}',
+                "--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())

@@ -23,9 +23,21 @@ def test_device_resolution() -> None:
             runtime.resolve_device("cuda:0")
 
 
-def test_precision_follows_the_hardware() -> None:
+def test_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
     assert runtime.resolve_precision("fp32", "cpu") == "fp32"
-    assert runtime.resolve_precision("bf16", "cpu") == "bf16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert runtime.resolve_precision("bf16", "cpu") == "bf16"
+    for native in (False, True):  # forcing bf16 where the CPU only emulates it is ~8x slower: say so
+        monkeypatch.setattr(runtime, "native_bf16", lambda native=native: native)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert runtime.resolve_precision("bf16", "cpu") == "bf16"
+            assert runtime.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+        assert [str(w.message)[:39] for w in seen] == ([] if native else ["precision 'bf16' on a CPU without nativ"])
+    monkeypatch.undo()
     assert runtime.resolve_precision("auto", "cpu") == ("bf16" if runtime.native_bf16() else "fp32")
     with pytest.raises(VaekitError, match="precision"):
         runtime.resolve_precision("fp8", "cpu")

@@ -149,16 +149,18 @@ def main() -> int:
         print(f"total ~{sum(PLAN[n][0] for n in names) / 60:.1f} h")
         return 0
     log_path = HERE / "results" / "run_log.json"
-    log = json.loads(log_path.read_text()) if log_path.is_file() else []
     RUNS.mkdir(parents=True, exist_ok=True)
     status = 0
     for n in names:
         t0 = time.time()
         print(f"== {n}: {shlex.join(PLAN[n][1])}", flush=True)
         rc = subprocess.run(PLAN[n][1], cwd=ROOT).returncode
+        log = json.loads(log_path.read_text()) if log_path.is_file() else []  # re-read: another run may have added
         log.append({"step": n, "command": shlex.join(PLAN[n][1]), "rc": rc, "start": t0,
                     "minutes": round((time.time() - t0) / 60, 2)})
-        log_path.write_text(json.dumps(log, indent=1))
+        tmp = log_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(log, indent=1))
+        tmp.replace(log_path)
         status = status or rc
     return status
 

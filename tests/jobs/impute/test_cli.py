@@ -53,6 +53,21 @@ def test_impute_csv_and_parquet_single_and_multiple(capsys, table):
     assert (b[~obs.to_numpy()].std(axis=1) > 0).all() and (b[obs.to_numpy()].std(axis=1) < 1e-9).all()
 
 
+def test_impute_transform_option(capsys, table):
+    t, holes = table
+    outs = {}
+    for how in ("standard", "quantile"):
+        code, _, err = cli(capsys, "impute", t / "data.csv", "--out", t / f"{how}.csv", "--na-values", "?",
+                           "--ignore", "id", "--transform", how, *FAST)
+        assert code == 0, err
+        outs[how] = pd.read_csv(t / f"{how}.csv")
+    hole = holes["b"].isna()
+    assert not np.allclose(outs["standard"].loc[hole, "b"], outs["quantile"].loc[hole, "b"])  # the option reaches the model
+    code, _, err = cli(capsys, "impute", t / "data.csv", "--out", t / "x.csv", "--na-values", "?", "--transform", "log",
+                       *FAST)
+    assert code == 2 and err.count("\n") == 1 and "'log'" in err and "quantile" in err, err
+
+
 def test_impute_errors_are_one_line(capsys, table):
     t, _ = table
     code, out, err = cli(capsys, "impute", t / "data.csv", "--out", t / "x.csv", *FAST)  # '?' not declared missing

@@ -47,6 +47,8 @@ def impute(
     missing_mechanism: str = typer.Option("mar", "--missing-mechanism", help="'mar' (MIWAE: missingness "
                                            "ignorable) or 'self_masking' (not-MIWAE: a value's own size makes it "
                                            "missing, e.g. high values go missing more often; continuous columns)."),
+    transform: str = typer.Option("standard", help="Continuous columns: standard | quantile | yeo-johnson | none "
+                                  "(quantile helps strongly skewed tables; README, imputation)."),
     prior: str = prior_option(),
     posterior: str = posterior_option(),
     stochastic_layers: int = layers_option(),
@@ -65,21 +67,24 @@ def impute(
     if dask is not None and (multiple or uncertainty is not None):
         raise VaekitError("--dask writes one completed table; --multiple and --uncertainty run without --dask")
     with cli_wording(data, missing_values="--na-values", column_kinds=KIND_OPTIONS, n_samples="--n-samples",
-                     max_steps="--max-steps", missing_mechanism="--missing-mechanism", **ZOO_OPTIONS):
+                     max_steps="--max-steps", missing_mechanism="--missing-mechanism", column_transform="--transform",
+                     **ZOO_OPTIONS):
         if dask is not None:
             from vaekit.jobs.impute.on_dask import impute_file_dask
 
             res = impute_file_dask(data, out, dask, names(ignore), names(na_values), kinds, fit_rows,
                                    n_samples=n_samples, max_steps=max_steps or "auto", random_state=seed, device=device,
                                    n_threads=threads or None, missing_mechanism=missing_mechanism,
-                              prior=prior, posterior=posterior, stochastic_layers=stochastic_layers)
+                              prior=prior, posterior=posterior, stochastic_layers=stochastic_layers,
+                              column_transform=transform)
         else:
             from vaekit.jobs.impute.files import impute_file
 
             res = impute_file(data, out, multiple, uncertainty, names(ignore), names(na_values), kinds,
                               n_samples=n_samples, max_steps=max_steps or "auto", random_state=seed, device=device,
                               n_threads=threads or None, missing_mechanism=missing_mechanism,
-                              prior=prior, posterior=posterior, stochastic_layers=stochastic_layers)
+                              prior=prior, posterior=posterior, stochastic_layers=stochastic_layers,
+                              column_transform=transform)
     what = f"{multiple} imputations (long format, column 'imputation')" if multiple else "completed table"
     typer.echo(f"imputed {res['missing']} missing value(s) in {res['rows']} rows × {res['columns']} columns in "
                f"{res['seconds']:.1f} s; {what} in {out}" + (f"; uncertainty in {uncertainty}" if uncertainty else ""))

@@ -73,6 +73,10 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "gen_zoo_mog_seeds": (1, [PY, str(HERE / "generation_tabular_seeds.py"),
                               *(str(RUNS / f"gen_mog_s{s}") for s in range(3)),
                               "--out", "benchmarks/results/generation/zoo_mog"]),
+    # a setting tried on hidden OBSERVED entries only (the README's quantile-transform check)
+    "impute_validation_transform": (30, [PY, str(HERE / "impute_validation.py"), "--seeds", "0,1", "--candidates",
+                                         '{"default": {}, "quantile": {"column_transform": "quantile"}}', "--out",
+                                         "benchmarks/results/impute/validation_transform.json"]),
     "impute_zoo_mog": (15, [PY, str(HERE / "impute_uci.py"), "--methods", "vaekit", "--scenarios", "mcar", "--seeds", "0,1,2",
                             "--threads", "1", "--vaekit-params", '{"prior": "mog"}', "--name", "impute_uci_zoo_mog",
                             "--compare", "benchmarks/results/impute/impute_uci_vaekit.json"]),

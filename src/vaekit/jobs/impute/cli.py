@@ -75,8 +75,8 @@ def impute(
             res = impute_file_dask(data, out, dask, names(ignore), names(na_values), kinds, fit_rows,
                                    n_samples=n_samples, max_steps=max_steps or "auto", random_state=seed, device=device,
                                    n_threads=threads or None, missing_mechanism=missing_mechanism,
-                              prior=prior, posterior=posterior, stochastic_layers=stochastic_layers,
-                              column_transform=transform)
+                                   prior=prior, posterior=posterior, stochastic_layers=stochastic_layers,
+                                   column_transform=transform)
         else:
             from vaekit.jobs.impute.files import impute_file
 

@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             "development_sets": DATASETS, "heldout_sets": [d for d in datasets if d in held],
             "vaekit_params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in
                               VAEAnomalyDetector(**vparams_run).get_params().items() if k != "random_state"},
-            "vaekit_overrides": vparams, "heldout_check": bool(args.heldout_check), "python": sys.version.split()[0], "torch": torch.__version__,
+            "vaekit_overrides": vparams, "heldout_check": bool(args.heldout_check),
+            "python": sys.version.split()[0], "torch": torch.__version__,
             "pyod": __import__("pyod").__version__, "sklearn": __import__("sklearn").__version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     prov = provenance(argv, threads=args.threads)

@@ -155,7 +155,8 @@ def markdown(results: dict) -> str:
              f"Independent MLP classifier (≤ {cfg['clf_epochs']} epochs / {cfg['clf_seconds']:.0f} s); "
              f"CVAE 784-512-256-8 (≤ {cfg['epochs']} epochs / {cfg['cvae_minutes']} min), "
              f"VAE 784-512-256-16 (≤ {cfg.get('vae_epochs') or cfg['epochs']} epochs / {cfg['vae_minutes']} min); "
-             "bf16 where the CPU multiplies it natively, else fp32 (precision 'auto'), 1 thread; Fréchet distances in the classifier's 256-d features, 10,000 images each. "
+             "bf16 where the CPU multiplies it natively, else fp32 (precision 'auto'), 1 thread; "
+             "Fréchet distances in the classifier's 256-d features, 10,000 images each. "
              f"Total {cfg['seconds']:.0f} s.", "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for label, key in rows:

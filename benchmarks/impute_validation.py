@@ -14,7 +14,6 @@ Methods other than vaekit (``--baselines ExtraTrees,missForest``) are scored on 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -26,16 +25,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import impute_uci as B  # noqa: E402  (the benchmark's data, masks and baselines)
 from provenance import provenance  # noqa: E402
 
 VALIDATION_SHARE = 0.1
-
-
-def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("impute_uci", HERE / "impute_uci.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def validation_mask(miss: np.ndarray, seed: int) -> np.ndarray:
@@ -58,7 +51,6 @@ def score(est: Any, x: np.ndarray, miss: np.ndarray, val: np.ndarray) -> dict[st
 
 
 def main() -> None:
-    B = _bench()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(B.DATASETS))
     ap.add_argument("--seeds", default="0,1,2")
@@ -70,6 +62,7 @@ def main() -> None:
     import torch
 
     from vaekit import VAEImputer
+    from vaekit.files import atomic_write_text
 
     torch.set_num_threads(args.threads)
     prov = provenance(threads=args.threads)
@@ -87,16 +80,13 @@ def main() -> None:
                 r = {"dataset": name, "seed": seed, "candidate": cand, **score(est, x, miss, val)}
                 runs.append(r)
                 print(json.dumps(r), flush=True)
-    summary: dict[str, dict[str, float]] = {}
-    for r in runs:
-        summary.setdefault(r["dataset"], {}).setdefault(r["candidate"], []).append(r["val_mse"])  # type: ignore[arg-type]
-    summary = {d: {c: float(np.mean(v)) for c, v in cs.items()} for d, cs in summary.items()}
+    summary = {d: {c: float(np.mean([r["val_mse"] for r in runs if r["dataset"] == d and r["candidate"] == c]))
+                   for c in dict.fromkeys(r["candidate"] for r in runs)}
+               for d in dict.fromkeys(r["dataset"] for r in runs)}
     doc = {"protocol": __doc__.split("\n\n")[1], "candidates": cands, "seeds": seeds, "summary": summary,
            "runs": runs, "provenance": prov}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
     for d, cs in summary.items():
         print(d, {c: round(v, 4) for c, v in cs.items()})
 

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from vaekit.files import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -86,8 +88,8 @@ PLAN: dict[str, tuple[float, list[str]]] = {
                              "benchmarks/results/anomaly"]),
     # candidates chosen on the development sets get ONE held-out check each (vaekit re-run, others from the merge)
     "anomaly_heldout_zoo_mog": (6, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", "heldout", "--methods",
-                                    "vaekit", "--threads", "1", "--vaekit-params", '{"prior": "mog"}', "--heldout-check", "--tag",
-                                    "adbench_heldout_zoo_mog", "--merge",
+                                    "vaekit", "--threads", "1", "--vaekit-params", '{"prior": "mog"}', "--heldout-check",
+                                    "--tag", "adbench_heldout_zoo_mog", "--merge",
                                     "benchmarks/results/anomaly/adbench_heldout.json", "--out",
                                     "benchmarks/results/anomaly"]),
     **{f"anomaly{part}_obs_logvar_max": (m, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", sets, "--methods",
@@ -162,9 +164,7 @@ def main() -> int:
         log = json.loads(log_path.read_text()) if log_path.is_file() else []  # re-read: another run may have added
         log.append({"step": n, "command": shlex.join(PLAN[n][1]), "rc": rc, "start": t0,
                     "minutes": round((time.time() - t0) / 60, 2)})
-        tmp = log_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(log, indent=1))
-        tmp.replace(log_path)
+        atomic_write_text(log_path, json.dumps(log, indent=1))
         status = status or rc
     return status
 

@@ -62,7 +62,8 @@ def test_impute_transform_option(capsys, table):
         assert code == 0, err
         outs[how] = pd.read_csv(t / f"{how}.csv")
     hole = holes["b"].isna()
-    assert not np.allclose(outs["standard"].loc[hole, "b"], outs["quantile"].loc[hole, "b"])  # the option reaches the model
+    # the option reaches the model
+    assert not np.allclose(outs["standard"].loc[hole, "b"], outs["quantile"].loc[hole, "b"])
     code, _, err = cli(capsys, "impute", t / "data.csv", "--out", t / "x.csv", "--na-values", "?", "--transform", "log",
                        *FAST)
     assert code == 2 and err.count("\n") == 1 and "'log'" in err and "quantile" in err, err

@@ -36,6 +36,7 @@ def test_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None
             warnings.simplefilter("always")
             assert runtime.resolve_precision("bf16", "cpu") == "bf16"
             assert runtime.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+            assert runtime.resolve_precision("bf16", "cuda:0") == "bf16"  # not resolved, not a CPU: no warning
         assert [str(w.message)[:39] for w in seen] == ([] if native else ["precision 'bf16' on a CPU without nativ"])
     monkeypatch.undo()
     assert runtime.resolve_precision("auto", "cpu") == ("bf16" if runtime.native_bf16() else "fp32")

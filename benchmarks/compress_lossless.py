@@ -10,6 +10,7 @@ test set in one call (lanes of items coded side by side, networks batched; see v
 bits/dim count every byte of the file. The previous one-item-at-a-time coder's figures are kept under "before".
 
     python benchmarks/compress_lossless.py --bin-model RUN/model --u8-model RUN8/model --out benchmarks/results/compress
+    python benchmarks/compress_lossless.py --u8-model S0/model S1/model S2/model --name lossless_u8_conv  # 3 seeds
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def run(name: str, model_dir: str, x: np.ndarray, binary: bool, latent_bits: int
     bpd = 8 * len(blob) / dims
     raw_mb = x.size / 1e6
     return {"dataset": name, "items": len(x), "model_dir": str(model_dir), "model": model.config.to_dict(),
-            "train": extra.get("train_config"), "latent_bits": latent_bits, "lanes": lanes, "network_batch": batch,
+            "train": extra.get("train_config"), "latent_bits": latent_bits, "lanes": lanes, "network_batch": codec.batch,
             "steps": len(steps), "max_lanes_used": max(steps, default=0), "vaekit_bits_per_dim": bpd, "file_bytes": len(blob),
             "neg_elbo_bits_per_dim": neg_elbo, "overhead_vs_neg_elbo": bpd / neg_elbo - 1,
             "encode_s": t_enc, "decode_s": t_dec, "encode_MB_s": raw_mb / t_enc, "decode_MB_s": raw_mb / t_dec,
@@ -94,52 +95,78 @@ def run(name: str, model_dir: str, x: np.ndarray, binary: bool, latent_bits: int
             "round_trip_exact": True}
 
 
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± s.d. over the models (training seeds) of one dataset."""
+    out: dict[str, Any] = {"dataset": rows[0]["dataset"], "models": len(rows), "model_dirs": [r["model_dir"] for r in rows]}
+    for key in ("vaekit_bits_per_dim", "neg_elbo_bits_per_dim", "overhead_vs_neg_elbo", "encode_MB_s", "decode_MB_s"):
+        v = np.array([r[key] for r in rows], dtype=np.float64)
+        out[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "values": v.tolist()}
+    out["baselines_bits_per_dim"] = rows[0]["baselines_bits_per_dim"]
+    out["wins_over_best_baseline"] = all(r["vaekit_bits_per_dim"] < min(r["baselines_bits_per_dim"].values())
+                                         for r in rows)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin-model", required=True)
-    ap.add_argument("--u8-model", default=None)
+    ap.add_argument("--bin-model", nargs="*", default=[], help="binarized-MNIST model folder(s), one per seed")
+    ap.add_argument("--u8-model", nargs="*", default=[], help="8-bit MNIST model folder(s), one per seed")
     ap.add_argument("--latent-bits", type=int, default=12)
     ap.add_argument("--limit", type=int, default=0, help="code only the first N test images (smoke runs)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: the runtime's load-aware count; the "
                     "bytes are the same for any count, but a thread beyond the idle cores spins)")
     ap.add_argument("--lanes", type=int, default=1024, help="items coded side by side")
-    ap.add_argument("--batch", type=int, default=4096, help="rows per network call")
+    ap.add_argument("--batch", type=int, default=0, help="rows per network call (0: the codec's automatic size)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/compress"))
+    ap.add_argument("--name", default="lossless", help="results file stem: OUT/NAME.json and OUT/NAME.md")
     args = ap.parse_args()
+    if not args.bin_model and not args.u8_model:
+        ap.error("give --bin-model and/or --u8-model")
     args.threads = resolve_threads(args.threads or None)
     torch.set_num_threads(args.threads)
     prov = provenance(threads=args.threads)  # before the run: its load average is the one the run met
-    results = []
-    xb = np.load(SHARED / "binarized_mnist.npz")["test"].astype(np.uint8)
-    results.append(run("binarized MNIST test", args.bin_model, xb[:args.limit or None], True, args.latent_bits,
-                       args.lanes, args.batch))
-    print(json.dumps(results[-1], indent=1, default=str), flush=True)
-    if args.u8_model:
-        x8 = np.load(SHARED / "mnist.npz")["x_test"].reshape(10000, 784)
-        results.append(run("MNIST 8-bit test", args.u8_model, x8[:args.limit or None], False, args.latent_bits,
-                           args.lanes, args.batch))
-        print(json.dumps(results[-1], indent=1, default=str), flush=True)
+    results, summaries = [], []
+    for models, name, binary, data in (
+            (args.bin_model, "binarized MNIST test", True, lambda: np.load(SHARED / "binarized_mnist.npz")["test"]),
+            (args.u8_model, "MNIST 8-bit test", False,
+             lambda: np.load(SHARED / "mnist.npz")["x_test"].reshape(10000, 784))):
+        if not models:
+            continue
+        x = data().astype(np.uint8)[:args.limit or None]
+        rows = [run(name, m, x, binary, args.latent_bits, args.lanes, args.batch) for m in models]
+        for r in rows:
+            print(json.dumps(r, indent=1, default=str), flush=True)
+        results += rows
+        if len(rows) > 1:
+            summaries.append(summary(rows))
     doc = {"machine": f"{platform.machine()}, threads {args.threads}", "torch": torch.__version__, "results": results,
-           "before_source": BEFORE["source"], **prov}
+           "summaries": summaries, "before_source": BEFORE["source"], **prov}
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "lossless.json", json.dumps(doc, indent=1, default=str))
+    atomic_write_text(args.out / f"{args.name}.json", json.dumps(doc, indent=1, default=str))
     lines = ["# Lossless compression (bits-back / BB-ANS), bits per dimension\n",
              "Whole test set coded into one file per method; every figure measured in the same run "
              f"({doc['machine']}; commit {doc['provenance']['commit'][:10]}"
              f"{' dirty' if doc['provenance']['dirty'] else ''}, load average before "
              f"{doc['provenance']['loadavg_before']}).\n"]
+    for sm in summaries:
+        b = sm["vaekit_bits_per_dim"]
+        lines.append(f"\n**{sm['dataset']}, {sm['models']} training seeds: {b['mean']:.4f} ± {b['sd']:.4f} bits/dim** "
+                     f"(s.d. over seeds; −ELBO {sm['neg_elbo_bits_per_dim']['mean']:.4f}; encode "
+                     f"{sm['encode_MB_s']['mean']:.2f}, decode {sm['decode_MB_s']['mean']:.2f} MB/s; best baseline "
+                     f"beaten by every seed: {sm['wins_over_best_baseline']}).")
     for r in results:
-        lines += [f"\n## {r['dataset']} ({r['items']} images)\n", "| method | bits/dim |", "|---|---:|",
-                  f"| **vaekit bits-back** | **{r['vaekit_bits_per_dim']:.4f}** |",
+        lines += [f"\n## {r['dataset']} ({r['items']} images; model {r['model_dir']})\n", "| method | bits/dim |",
+                  "|---|---:|", f"| **vaekit bits-back** | **{r['vaekit_bits_per_dim']:.4f}** |",
                   f"| (model −ELBO) | {r['neg_elbo_bits_per_dim']:.4f} |"]
         lines += [f"| {k} | {v:.4f} |" for k, v in sorted(r["baselines_bits_per_dim"].items(), key=lambda t: t[1])]
         lines += [f"| {k} (published) | {v} |" for k, v in r["published"].items()]
         lines.append(f"\nCoder overhead over −ELBO: {100 * r['overhead_vs_neg_elbo']:+.2f}%; encode "
                      f"{r['encode_MB_s']:.3f} MB/s, decode {r['decode_MB_s']:.3f} MB/s (raw bytes; {r['steps']} steps, "
-                     f"up to {r['max_lanes_used']} item slots × 4 lanes); round trip exact. Before (one item at a time, "
-                     f"{r['before']['model']}): {r['before']['bits_per_dim']} bits/dim, encode "
-                     f"{r['before']['encode_MB_s']} MB/s, decode {r['before']['decode_MB_s']} MB/s.")
-    atomic_write_text(args.out / "lossless.md", "\n".join(lines) + "\n")
+                     f"up to {r['max_lanes_used']} item slots × 4 lanes, {r['network_batch']} rows per network call); "
+                     f"round trip exact. Before (one item at a time, {r['before']['model']}): "
+                     f"{r['before']['bits_per_dim']} bits/dim, encode {r['before']['encode_MB_s']} MB/s, decode "
+                     f"{r['before']['decode_MB_s']} MB/s.")
+    atomic_write_text(args.out / f"{args.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

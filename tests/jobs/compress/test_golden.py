@@ -17,7 +17,7 @@ from tests.conftest import ROOT, SHARED
 from vaekit.core.checkpoint import load_model
 from vaekit.errors import CorruptFileError
 from vaekit.jobs.compress import fixedpoint as fx
-from vaekit.jobs.compress.bitsback import BitsBackCodec
+from vaekit.jobs.compress.bitsback import BitsBackCodec, auto_batch
 from vaekit.jobs.compress.container import pack, unpack
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -104,11 +104,25 @@ def test_same_bytes_across_threads_batch_sizes_and_processes(tmp_path: Path):
     assert (tmp_path / "b.vkz").read_bytes() == blob
 
 
+def test_conv_model_gives_the_same_bytes_for_any_batch_and_thread_count():
+    """The conv net's float64 convolutions are exact too: batch 7 / 1 thread, the automatic batch / 2 threads and
+    4096 rows give the golden bytes; the automatic batch keeps the widest map within 2^21 values."""
+    model, _ = load_model(GOLDEN / "mnist8conv")
+    assert auto_batch(model) == 2 ** 21 // model.decoder.widest < 4096
+    blob = (GOLDEN / "mnist8conv_100.vkz").read_bytes()
+    x = _codec("mnist8conv_100").decode(blob)
+    for threads, batch in ((1, 7), (2, 0), (1, 4096)):
+        torch.set_num_threads(threads)
+        assert _codec("mnist8conv_100", batch=batch).encode(x) == blob, (threads, batch)
+    torch.set_num_threads(1)
+
+
 @pytest.mark.gpu
-def test_gpu_networks_give_the_cpu_bytes():
-    blob = (GOLDEN / "mnist8_100.vkz").read_bytes()
-    x = _codec("mnist8_100").decode(blob)
-    assert _codec("mnist8_100", device="cuda").encode(x) == blob
+@pytest.mark.parametrize("name", ["mnist8_100", "mnist8conv_100"])
+def test_gpu_networks_give_the_cpu_bytes(name: str):
+    blob = (GOLDEN / f"{name}.vkz").read_bytes()
+    x = _codec(name).decode(blob)
+    assert _codec(name, device="cuda").encode(x) == blob
 
 
 def test_old_files_and_damaged_streams_are_refused_with_one_line():

@@ -84,10 +84,12 @@ class BitsBackStats:
 
 class BitsBackCodec:
     """BB-ANS over a trained :class:`~vaekit.core.model.VAE` with 2^latent_bits prior-equal-mass buckets per latent,
-    ``lanes`` items coded side by side, networks evaluated ``batch`` rows at a time on ``device``."""
+    ``lanes`` items coded side by side, networks evaluated ``batch`` rows at a time on ``device`` (0: as many rows
+    as keep the widest activation within 2^21 values, at most 4096 — a conv net's float64 maps stay in cache; the
+    bytes do not depend on it)."""
 
     def __init__(self, model: VAE, config: dict[str, Any] | None = None, latent_bits: int = 12,
-                 lanes: int = DEFAULT_LANES, batch: int = 4096, device: str | torch.device = "cpu",
+                 lanes: int = DEFAULT_LANES, batch: int = 0, device: str | torch.device = "cpu",
                  groups: int = DEFAULT_GROUPS) -> None:
         family = model.likelihood.coding_family
         if family not in FAMILIES:
@@ -97,12 +99,13 @@ class BitsBackCodec:
         check_supported(model)
         if not 4 <= latent_bits <= 16:
             raise VaekitError(f"latent_bits must be in 4..16, got {latent_bits}")
-        if not 1 <= lanes <= MAX_LANES or batch < 1 or not 1 <= groups <= MAX_GROUPS:
-            raise VaekitError(f"lanes must be in 1..{MAX_LANES}, groups in 1..{MAX_GROUPS} and batch ≥ 1, got "
+        if not 1 <= lanes <= MAX_LANES or batch < 0 or not 1 <= groups <= MAX_GROUPS:
+            raise VaekitError(f"lanes must be in 1..{MAX_LANES}, groups in 1..{MAX_GROUPS} and batch ≥ 0, got "
                               f"{lanes}, {groups} and {batch}")
         self.model = copy.deepcopy(model).double().eval()
         self.config = config if config is not None else coding_config(model)
         self.fingerprint = fingerprint(model, self.config)
+        batch = batch or auto_batch(model)
         self.latent_bits, self.lanes, self.batch, self.groups = latent_bits, lanes, batch, groups
         self.family: type[Family] = FAMILIES[family]
         self.net = ExactNet(model, device)
@@ -303,6 +306,12 @@ class BitsBackCodec:
                 kl = self.model.prior.kl(out.mu, out.logvar).sum(-1)
                 total += float((-(log_px.mean(0) - kl)).sum())
         return total / math.log(2)
+
+
+def auto_batch(model: VAE, budget: int = 1 << 21) -> int:
+    """Rows per network call: ⌊budget / widest activation⌋ clamped to [16, 4096]."""
+    widest = int(getattr(model.decoder, "widest", 0) or 1)
+    return max(16, min(4096, budget // widest))
 
 
 def _int(v: Any, signed: bool = False) -> int:

@@ -12,7 +12,9 @@ architecture whose forward applies an operation the hooks do not see is refused 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -111,7 +113,7 @@ class ExactNet:
     # --- evaluation ---------------------------------------------------------------------------------------------------
     def posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(μ, λ = log σ²) of q(z|x) for model-space inputs x (N, D) on the 2^-16 grid, exactly (float64)."""
-        with torch.no_grad():
+        with torch.no_grad(), _plain_kernels():
             xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=self.device)
             raw = self.head(self.encoder(xt))
             mu, r = raw.chunk(2, dim=-1)
@@ -122,9 +124,17 @@ class ExactNet:
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decoder parameters θ(z̄) (N, P, D) for latents z̄ (N, d) on the 2^-16 grid, exactly (float64)."""
-        with torch.no_grad():
+        with torch.no_grad(), _plain_kernels():
             zt = torch.as_tensor(np.ascontiguousarray(z), dtype=torch.float64, device=self.device)
             return self.decoder(zt).cpu().numpy()
+
+
+@contextlib.contextmanager
+def _plain_kernels() -> Iterator[None]:
+    """Convolutions as plain sums of products (im2col), never cuDNN's FFT/Winograd algorithms, whose rounding would
+    break exactness; on CPU, float64 convolutions take that path anyway (oneDNN has no float64 convolution)."""
+    with torch.backends.cudnn.flags(enabled=False):
+        yield
 
 
 def model_input(x: np.ndarray, likelihood: Any) -> np.ndarray:
@@ -138,11 +148,19 @@ def _grid_check(net: ExactNet, l1: float, bias: float, what: str) -> Any:
         if net.checking and not bool(torch.equal(a * 2.0 ** A_BITS, torch.round(a * 2.0 ** A_BITS))):
             raise VaekitError(f"bits-back coding: a {what} layer receives values off the 2^-16 grid (the model "
                               "applies an operation the exact evaluation does not see)")
-        bound = (float(a.abs().max()) if a.numel() else 0.0) * l1 + bias
+        bound = _absmax(a) * l1 + bias
         if not bound < SUM_LIMIT:
             raise VaekitError(f"bits-back coding: a {what} layer's sums may reach {bound:.3g} ≥ 2^21, too large to "
                               "evaluate exactly (weights or activations far outside the usual range)")
     return hook
+
+
+def _absmax(a: torch.Tensor) -> float:
+    """max|a| in one pass without a temporary (0 for an empty tensor)."""
+    if not a.numel():
+        return 0.0
+    lo, hi = torch.aminmax(a)
+    return max(-float(lo), float(hi))
 
 
 def _exact_activation(name: str) -> Any:

@@ -136,14 +136,15 @@ def round_correctly_torch(approx: torch.Tensor, x: torch.Tensor, ref: Ref, bits:
     r = torch.round(s)  # half to even, like np.rint
     if s.numel() == 0:
         return r
-    margin = 0.5 - _TOL_ABS - float(s.abs().max()) * _TOL_REL
-    near = torch.abs(s - r) > margin
+    lo, hi = torch.aminmax(s)
+    margin = 0.5 - _TOL_ABS - max(-float(lo), float(hi)) * _TOL_REL
+    near = s.sub_(r).abs_().gt_(margin)  # |s − r| > margin, in s's memory (one buffer fewer on large batches)
     if bool(near.any()):
         idx = torch.nonzero(near.reshape(-1)).reshape(-1)
         xs = x.reshape(-1)[idx].cpu().tolist()
         fixed = torch.tensor([float(_ref_round(ref, v, bits)) for v in xs], dtype=r.dtype, device=r.device)
         r = r.reshape(-1).index_copy(0, idx, fixed).reshape(r.shape)
-    return r * (2.0 ** -bits)
+    return r.mul_(2.0 ** -bits)
 
 
 ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Ref]] = {

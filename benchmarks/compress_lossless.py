@@ -86,8 +86,9 @@ def run(name: str, model_dir: str, x: np.ndarray, binary: bool, latent_bits: int
     bpd = 8 * len(blob) / dims
     raw_mb = x.size / 1e6
     return {"dataset": name, "items": len(x), "model_dir": str(model_dir), "model": model.config.to_dict(),
-            "train": extra.get("train_config"), "latent_bits": latent_bits, "lanes": lanes, "network_batch": codec.batch,
-            "steps": len(steps), "max_lanes_used": max(steps, default=0), "vaekit_bits_per_dim": bpd, "file_bytes": len(blob),
+            "train": extra.get("train_config"), "latent_bits": latent_bits, "lanes": lanes,
+            "network_batch": codec.batch, "steps": len(steps), "max_lanes_used": max(steps, default=0),
+            "vaekit_bits_per_dim": bpd, "file_bytes": len(blob),
             "neg_elbo_bits_per_dim": neg_elbo, "overhead_vs_neg_elbo": bpd / neg_elbo - 1,
             "encode_s": t_enc, "decode_s": t_dec, "encode_MB_s": raw_mb / t_enc, "decode_MB_s": raw_mb / t_dec,
             "baselines_bits_per_dim": base, "published": PUBLISHED["binarized" if binary else "8bit"],
@@ -97,7 +98,8 @@ def run(name: str, model_dir: str, x: np.ndarray, binary: bool, latent_bits: int
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean ± s.d. over the models (training seeds) of one dataset."""
-    out: dict[str, Any] = {"dataset": rows[0]["dataset"], "models": len(rows), "model_dirs": [r["model_dir"] for r in rows]}
+    out: dict[str, Any] = {"dataset": rows[0]["dataset"], "models": len(rows),
+                           "model_dirs": [r["model_dir"] for r in rows]}
     for key in ("vaekit_bits_per_dim", "neg_elbo_bits_per_dim", "overhead_vs_neg_elbo", "encode_MB_s", "decode_MB_s"):
         v = np.array([r[key] for r in rows], dtype=np.float64)
         out[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "values": v.tolist()}

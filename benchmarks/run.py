@@ -112,7 +112,8 @@ PLAN: dict[str, tuple[float, list[str]]] = {
                                          str(RUNS / f"bits_u8_conv_s{s}"), "--likelihood", "logistic", "--arch", "conv",
                                          "--channels", "32,64", "--hidden", "500", "--latent-dim", "50", "--activation",
                                          "elu", "--objective", "elbo", "--warmup", "5", "--epochs", "60", "--precision",
-                                         "bf16", "--seed", str(s), "--threads", "2", "--no-progress"]) for s in range(3)},
+                                         "bf16", "--seed", str(s), "--threads", "2", "--no-progress"])
+       for s in range(3)},
     "compress_lossless_u8_conv": (10, [PY, str(HERE / "compress_lossless.py"), "--u8-model",
                                        *(str(RUNS / f"bits_u8_conv_s{s}" / "model") for s in range(3)),
                                        "--name", "lossless_u8_conv", "--out", "benchmarks/results/compress"]),

@@ -15,6 +15,13 @@ correctly rounded values (:mod:`.fixedpoint`), so the file's bits do not depend 
 device. The file carries a BLAKE2b digest of the raw data, so a decoder that diverged anyway fails loudly. Sizes
 read from a header are checked against the payload before anything is allocated.
 
+Hierarchical (ladder) VAEs with L stochastic layers are coded by plain bits-back per layer: pop z̄_L ~ Q(z_L|x),
+then z̄_i ~ Q(z_i | z̄_{i+1}, x) down to z̄_1, push x with P(x|z̄_1), push each z̄_i (i < L) with P(z_i | z̄_{i+1}) and
+z̄_L with P(z_L); every layer uses the same 2^b buckets, and P(z_i | z̄_{i+1}) is a Gaussian over them like Q.
+The decoder pops z̄_L, then z̄_{L−1} … z̄_1 from their priors (it knows the layer above), x, and pushes the
+posteriors back bottom first. Net cost: −log P(x|z̄_1) − Σ log P(z̄_i | z̄_{i+1}) + Σ log Q(z̄_i | ·), the
+hierarchical −ELBO plus the discretization loss.
+
 Container format 3 (a format-2 bits-back file came from the earlier one-stream coder and is refused with one line).
 """
 from __future__ import annotations
@@ -129,16 +136,40 @@ class BitsBackCodec:
                             f"got range [{x.min()}, {x.max()}]")
         return np.ascontiguousarray(x.reshape(len(x), self.D)).astype(np.int32)
 
-    def _posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(m, w) integer posterior parameters (fixedpoint.gauss_params) of items x (n, D), ``batch`` at a time."""
-        mus, lvs = [], []
+    def _posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(m, w) integer parameters (fixedpoint.gauss_params) of the top layer's posterior for items x (n, D) and
+        the lower layers' bottom-up features (none for one layer), ``batch`` items at a time."""
+        mus, lvs, feats = [], [], []
         for s in range(0, len(x), self.batch):
-            mu, lv = self.net.posterior(model_input(x[s:s + self.batch], self.model.likelihood))
+            mu, lv, hs = self.net.bottom_up(model_input(x[s:s + self.batch], self.model.likelihood))
             mus.append(mu)
             lvs.append(lv)
+            feats.append(hs)
         if not mus:
-            return np.zeros((0, self.d), np.int64), np.zeros((0, self.d), np.int64)
-        return fx.gauss_params(np.concatenate(mus), np.concatenate(lvs))
+            return np.zeros((0, self.d), np.int64), np.zeros((0, self.d), np.int64), []
+        m, w = fx.gauss_params(np.concatenate(mus), np.concatenate(lvs))
+        return m, w, [np.concatenate([f[i] for f in feats]) for i in range(self.net.layers - 1)]
+
+    def _step_down(self, i: int, above: np.ndarray, h: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Integer (m, w) of p(z_i | z̄_{i+1} = centres[above]) and, given features h, of q(z_i | z̄_{i+1}, x)."""
+        z = self.centres[above]
+        parts = [self.net.step_down(i, z[s:s + self.batch], None if h is None else h[s:s + self.batch])
+                 for s in range(0, len(z), self.batch)]
+        out = [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+        return [fx.gauss_params(out[j], out[j + 1]) for j in range(0, len(out), 2)]
+
+    def _pop_gauss(self, lanes: Lanes, a: int, m: np.ndarray, w: np.ndarray, order: range) -> np.ndarray:
+        """One bucket per lane and dimension from the discretized Gaussians (m, w) (a, d), dimensions in ``order``."""
+        idx = np.empty((a, self.d), np.int64)
+        for k in order:
+            idx[:, k] = posterior_pop(lanes, a, m[:, k], w[:, k], self.latent_bits)
+        return idx
+
+    def _push_gauss(self, lanes: Lanes, a: int, idx: np.ndarray, m: np.ndarray, w: np.ndarray, order: range) -> None:
+        b = self.latent_bits
+        for k in order:
+            c = fx.gauss_cdf(idx[:, k], m[:, k], w[:, k], b)
+            lanes.push(a, c, fx.gauss_cdf(idx[:, k] + 1, m[:, k], w[:, k], b) - c)
 
     def _pixels(self, idx: np.ndarray, groups: int) -> Family:
         """The coding family of p(x | z̄ = centres[idx]) for a batch of bucket indices (a, d)."""
@@ -169,11 +200,11 @@ class BitsBackCodec:
         n, b, d = len(x), self.latent_bits, self.d
         if n > MAX_ITEMS:
             raise DataError(f"{n} items is more than one file holds ({MAX_ITEMS})")
-        m, w = self._posterior(x)
-        G = self.groups
+        m, w, feats = self._posterior(x)
+        G, L = self.groups, self.net.layers
         tail = Tail(virtual=True)
         lanes = Lanes(min(self.lanes, max(n, 1)), tail, G)
-        need = 2 * G + math.ceil(d * b / 32)  # words a new slot's start states and first latent pop may take
+        need = 2 * G + math.ceil(L * d * b / 32)  # words a new slot's start states and first latent pops may take
         ramp: list[int] = []
         i, amax = 0, 0
         while i < n:
@@ -185,16 +216,21 @@ class BitsBackCodec:
             amax = max(grow, amax)
             a = min(amax, n - i)
             sl = slice(i, i + a)
-            idx = np.empty((a, d), np.int64)
-            for k in range(d):
-                idx[:, k] = posterior_pop(lanes, a, m[sl, k], w[sl, k], b)
-            c, f = self._pixels(idx, G).intervals(x[sl])
+            idx = [self._pop_gauss(lanes, a, m[sl], w[sl], range(d))]  # z̄_L, then z̄_{L−1} … z̄_1 top-down
+            priors = []
+            for j in reversed(range(L - 1)):
+                prior, post = self._step_down(j, idx[0], feats[j][sl])
+                idx.insert(0, self._pop_gauss(lanes, a, *post, range(d)))
+                priors.insert(0, prior)
+            c, f = self._pixels(idx[0], G).intervals(x[sl])
             c, f = to_rows(c.astype(np.uint64), G), to_rows(f.astype(np.uint64), G)
             for r in range(len(c)):
                 g = row_groups(self.D, G, r)
                 lanes.push(a, c[r, :g], f[r, :g], g)
+            for j in range(L - 1):  # z̄_1 … z̄_{L−1} with their priors, then z̄_L with P(z_L) = 2^-b per dimension
+                self._push_gauss(lanes, a, idx[j], *priors[j], range(d))
             for k in range(d):
-                lanes.push_uniform(a, idx[:, k], b)
+                lanes.push_uniform(a, idx[-1][:, k], b)
             i += a
             if progress is not None:
                 progress(a)
@@ -247,7 +283,7 @@ class BitsBackCodec:
                                    "one-stream coder); this vaekit decodes version 3: re-encode the data")
         check_model(box, self.fingerprint, CODEC, source)
         n, G = self._header(box, source)
-        b, d = self.latent_bits, self.d
+        b, d, L = self.latent_bits, self.d, self.net.layers
         words = np.frombuffer(box.payload, dtype="<u4")
         tail = Tail(words)
         lanes = Lanes(1, tail, G)
@@ -265,18 +301,23 @@ class BitsBackCodec:
         try:
             for t in reversed(range(len(steps))):
                 a, sl = steps[t], slice(int(starts[t]), int(starts[t]) + steps[t])
-                idx = np.empty((a, d), np.int64)
+                top = np.empty((a, d), np.int64)
                 for k in reversed(range(d)):
-                    idx[:, k] = lanes.pop_uniform(a, b)
-                fam = self._pixels(idx, G)
+                    top[:, k] = lanes.pop_uniform(a, b)
+                idx = [top]
+                for j in reversed(range(L - 1)):  # z̄_{L−1} … z̄_1 from their priors, each given the layer above
+                    (prior,) = self._step_down(j, idx[0], None)
+                    idx.insert(0, self._pop_gauss(lanes, a, *prior, reversed(range(d))))
+                fam = self._pixels(idx[0], G)
                 xs = np.empty((a, self.D), np.int64)
                 for r in reversed(range(-(-self.D // G))):
                     sym = fam.pop(lanes, a, r)
                     xs[:, r * G:r * G + len(sym)] = sym.T
-                m, w = self._posterior(xs)
-                for k in reversed(range(d)):
-                    c = fx.gauss_cdf(idx[:, k], m[:, k], w[:, k], b)
-                    lanes.push(a, c, fx.gauss_cdf(idx[:, k] + 1, m[:, k], w[:, k], b) - c)
+                m, w, feats = self._posterior(xs)
+                for j in range(L - 1):  # the posteriors back, bottom first (the encoder popped them top first)
+                    _, post = self._step_down(j, idx[j + 1], feats[j])
+                    self._push_gauss(lanes, a, idx[j], *post, reversed(range(d)))
+                self._push_gauss(lanes, a, idx[-1], m, w, reversed(range(d)))
                 lanes.end(range(int(firsts[t]), max(int(firsts[t]), a)))
                 out[sl] = xs
                 if progress is not None:
@@ -296,14 +337,17 @@ class BitsBackCodec:
         g = torch.Generator().manual_seed(seed)
         total = 0.0
         xt = torch.from_numpy(self.model.likelihood.symbols_to_model(x))
-        if self.model.config.arch == "conv":
+        if self.model.config.arch in ("conv", "resnet"):
             xt = xt.reshape(len(x), *self.model.config.input_shape)
         with torch.no_grad():
             for s in range(0, len(x), 1000):
                 xb = xt[s:s + 1000]
                 out = self.model(xb, k=n_samples, generator=g)
                 log_px = self.model.log_px(out.params, xb.flatten(1))
-                kl = self.model.prior.kl(out.mu, out.logvar).sum(-1)
+                if self.net.layers > 1:  # Monte Carlo: log q(z|x) − log p(z) over every layer
+                    kl = (out.log_qz - out.log_pz).mean(0)
+                else:
+                    kl = self.model.prior.kl(out.mu, out.logvar).sum(-1)
                 total += float((-(log_px.mean(0) - kl)).sum())
         return total / math.log(2)
 

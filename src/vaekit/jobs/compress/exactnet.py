@@ -32,12 +32,11 @@ _PASS = (nn.Sequential, nn.Identity, nn.Flatten, nn.Unflatten)
 
 
 def check_supported(model: Any) -> None:
-    """Refuse (one line) models this coder does not handle: hierarchical, flows, other priors, conditions."""
+    """Refuse (one line) models this coder does not handle: flows, other priors, conditions."""
     cfg = model.config
-    if getattr(cfg, "stochastic_layers", 1) != 1 or getattr(cfg, "posterior", "gaussian") != "gaussian" \
-            or cfg.prior != "standard_normal":
-        raise VaekitError("bits-back coding supports single-layer VAEs with a Gaussian posterior and the N(0, I) "
-                          f"prior; this model has {getattr(cfg, 'stochastic_layers', 1)} stochastic layer(s), "
+    if getattr(cfg, "posterior", "gaussian") != "gaussian" or cfg.prior != "standard_normal":
+        raise VaekitError("bits-back coding supports VAEs with Gaussian posteriors and the N(0, I) prior (of the top "
+                          f"layer); this model has {getattr(cfg, 'stochastic_layers', 1)} stochastic layer(s), "
                           f"posterior {getattr(cfg, 'posterior', 'gaussian')!r}, prior {cfg.prior!r}")
     if cfg.n_conditions:
         raise VaekitError("bits-back coding of a conditional model is not supported (labels are not coded)")
@@ -55,7 +54,9 @@ def _name(m: nn.Module) -> str:
 
 
 class ExactNet:
-    """Exact float64 evaluation of ``model.encoder`` → ``to_posterior`` and of ``model.decoder``."""
+    """Exact float64 evaluation of ``model.encoder`` → ``to_posterior`` and of ``model.decoder``; for a
+    hierarchical (ladder) VAE also of the bottom-up layers and of each layer's prior p(z_i | z_{i+1}) and
+    posterior q(z_i | z_{i+1}, x) (:mod:`vaekit.core.hierarchical`)."""
 
     def __init__(self, model: Any, device: str | torch.device = "cpu") -> None:
         check_supported(model)
@@ -65,6 +66,12 @@ class ExactNet:
         self.encoder = self._exact(model.encoder)
         self.head = self._exact(model.to_posterior)
         self.decoder = self._exact(model.decoder)
+        self.layers = int(getattr(self.cfg, "stochastic_layers", 1))
+        ladder, topdown = (model.ladder, model.prior.topdown) if self.layers > 1 else (None, None)
+        self.up = [self._exact(m) for m in ladder.up] if ladder is not None else []
+        self.q_heads = [self._exact(m) for m in ladder.q_heads] if ladder is not None else []
+        self.down = [self._exact(m) for m in topdown.down] if topdown is not None else []
+        self.p_heads = [self._exact(m) for m in topdown.p_heads] if topdown is not None else []
         self._probe(model)
         self.checking = False
 
@@ -99,34 +106,65 @@ class ExactNet:
         z = torch.randn(4, self.cfg.latent_dim, generator=g, dtype=torch.float64)
         xq, zq = torch.round(x * 2.0 ** A_BITS) * 2.0 ** -A_BITS, torch.round(z * 2.0 ** A_BITS) * 2.0 ** -A_BITS
         ref = copy.deepcopy(model).double().eval().cpu()
+        errs = []
         with torch.no_grad():
             mu_r, lv_r = ref.encode(xq)
-            p_r = ref.decode(zq)
-        mu, lv = self.posterior(xq.numpy())
-        p = self.decode(zq.numpy())
-        err = max(float(np.abs(mu - mu_r.numpy()).max()), float(np.abs(lv - lv_r.numpy()).max()),
-                  float(np.abs(p - p_r.numpy()).max()))
+            p_r = ref.decoder(zq) if self.layers > 1 else ref.decode(zq)
+            mu, lv, hs = self.bottom_up(xq.numpy())
+            errs += [mu - mu_r.numpy(), lv - lv_r.numpy(), self.decode(zq.numpy()) - p_r.numpy()]
+            if self.layers > 1:
+                hs_r = ref._bottom_up(xq, None)
+                for i in range(self.layers - 1):
+                    t, mp_r, lp_r = ref.prior.conditional(i, zq)
+                    mq_r, lq_r = ref._head(ref.ladder.q_heads[i], torch.cat([hs_r[i], t], -1))
+                    got = self.step_down(i, zq.numpy(), hs[i])
+                    errs += [g - r.numpy() for g, r in zip(got, (mp_r, lp_r, mq_r, lq_r))]
+        err = max(float(np.abs(e).max()) for e in errs)
         if not np.isfinite(err) or err > 1e-2:
             raise VaekitError(f"bits-back coding cannot evaluate this {self.cfg.arch!r} model exactly (its forward "
                               f"differs from the exact evaluation by {err:.3g}); supported: MLP/conv VAEs")
 
     # --- evaluation ---------------------------------------------------------------------------------------------------
-    def posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(μ, λ = log σ²) of q(z|x) for model-space inputs x (N, D) on the 2^-16 grid, exactly (float64)."""
-        with torch.no_grad(), _plain_kernels():
-            xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=self.device)
-            raw = self.head(self.encoder(xt))
-            mu, r = raw.chunk(2, dim=-1)
-            lo, hi = float(self.cfg.logvar_min), float(self.cfg.logvar_max)
-            inner = hi - fx.softplus(hi - r, A_BITS)
-            lv = lo + fx.softplus(inner - lo, A_BITS)
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=self.device)
+
+    def _gaussian(self, raw: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(μ, λ) from a head's output [μ, r]: λ = lo + softplus(hi − softplus(hi − r) − lo), correctly rounded."""
+        mu, r = raw.chunk(2, dim=-1)
+        lo, hi = float(self.cfg.logvar_min), float(self.cfg.logvar_max)
+        inner = hi - fx.softplus(hi - r, A_BITS)
+        lv = lo + fx.softplus(inner - lo, A_BITS)
         return mu.cpu().numpy(), lv.cpu().numpy()
+
+    def bottom_up(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(μ, λ) of the top layer's q(z_L|x) and the features h_1 … h_{L−1} of the lower layers (none for L = 1),
+        for model-space inputs x (N, D) on the 2^-16 grid, exactly (float64)."""
+        with torch.no_grad(), _plain_kernels():
+            hs = [self.encoder(self._tensor(x))]
+            for up in self.up:
+                hs.append(up(hs[-1]))
+            mu, lv = self._gaussian(self.head(hs[-1]))
+        return mu, lv, [h.cpu().numpy() for h in hs[:-1]]
+
+    def posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(μ, λ = log σ²) of q(z|x) (the top layer's) for model-space inputs x (N, D) on the 2^-16 grid, exactly."""
+        mu, lv, _ = self.bottom_up(x)
+        return mu, lv
+
+    def step_down(self, i: int, z_above: np.ndarray, h: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(μ_p, λ_p) of p(z_i | z̄_{i+1}) and, given the features h_i, (μ_q, λ_q) of q(z_i | z̄_{i+1}, x), exactly
+        (layer i = 0 is the bottom; z̄ on the 2^-16 grid)."""
+        with torch.no_grad(), _plain_kernels():
+            t = self.down[i](self._tensor(z_above))
+            prior = self._gaussian(self.p_heads[i](t))
+            if h is None:
+                return prior
+            return (*prior, *self._gaussian(self.q_heads[i](torch.cat([self._tensor(h), t], -1))))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decoder parameters θ(z̄) (N, P, D) for latents z̄ (N, d) on the 2^-16 grid, exactly (float64)."""
         with torch.no_grad(), _plain_kernels():
-            zt = torch.as_tensor(np.ascontiguousarray(z), dtype=torch.float64, device=self.device)
-            return self.decoder(zt).cpu().numpy()
+            return self.decoder(self._tensor(z)).cpu().numpy()
 
 
 @contextlib.contextmanager

@@ -8,9 +8,10 @@
 Models (trained here on ../shared/data, one thread, ~1–2 min each; committed as test data):
   mnist8 — 8-bit MNIST, discretized logistic, MLP 784-64-16 (elu);  bmnist — binarized MNIST, Bernoulli, 784-64-16 (tanh);
   mnist8conv — 8-bit MNIST, discretized logistic, conv 8-16 channels, fc 64, z 16 (elu);
+  bmnist2 — binarized MNIST, Bernoulli, a 2-layer ladder VAE (784-64, z 16 per layer, tanh);
   cat5 — an untrained 16-dimensional 5-category model (seed 0).
 Files: mnist8_100.vkz (the first 100 MNIST test images), mnist8conv_100.vkz (the same images, conv model),
-bmnist_200.vkz (the first 200 binarized test images), cat5_40.vkz (40 synthetic rows), and manifest.json with each file's SHA-256, the SHA-256 of the items it holds,
+bmnist_200.vkz / bmnist2_200.vkz (the first 200 binarized test images), cat5_40.vkz (40 synthetic rows), and manifest.json with each file's SHA-256, the SHA-256 of the items it holds,
 its coding settings, and the digests of the fixed-point tables.
 """
 from __future__ import annotations
@@ -37,12 +38,15 @@ FILES = {
     "mnist8conv_100": ("mnist8conv", ("mnist.npz", "x_test", 100), 12, 32),
     "bmnist_200": ("bmnist", ("binarized_mnist.npz", "test", 200), 10, 16),
     "cat5_40": ("cat5", None, 8, 4),
+    "bmnist2_200": ("bmnist2", ("binarized_mnist.npz", "test", 200), 10, 16),
 }
 TRAIN = {
     "mnist8": ["--data", "mnist.npz", "--likelihood", "logistic", "--activation", "elu"],
     "bmnist": ["--data", "binarized_mnist.npz", "--likelihood", "bernoulli", "--activation", "tanh"],
     "mnist8conv": ["--data", "mnist.npz", "--likelihood", "logistic", "--activation", "elu", "--arch", "conv",
                    "--channels", "8,16"],
+    "bmnist2": ["--data", "binarized_mnist.npz", "--likelihood", "bernoulli", "--activation", "tanh",
+                "--stochastic-layers", "2"],
 }
 
 

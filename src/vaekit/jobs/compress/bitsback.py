@@ -17,7 +17,8 @@ read from a header are checked against the payload before anything is allocated.
 
 Hierarchical (ladder) VAEs with L stochastic layers are coded by plain bits-back per layer: pop z̄_L ~ Q(z_L|x),
 then z̄_i ~ Q(z_i | z̄_{i+1}, x) down to z̄_1, push x with P(x|z̄_1), push each z̄_i (i < L) with P(z_i | z̄_{i+1}) and
-z̄_L with P(z_L); every layer uses the same 2^b buckets, and P(z_i | z̄_{i+1}) is a Gaussian over them like Q.
+z̄_L with P(z_L); a lower layer's buckets are the top layer's, shifted and scaled to where that layer's values lie
+(:mod:`.layergrid`, written to the header), and P(z_i | z̄_{i+1}) is a Gaussian over them like Q.
 The decoder pops z̄_L, then z̄_{L−1} … z̄_1 from their priors (it knows the layer above), x, and pushes the
 posteriors back bottom first. Net cost: −log P(x|z̄_1) − Σ log P(z̄_i | z̄_{i+1}) + Σ log Q(z̄_i | ·), the
 hierarchical −ELBO plus the discretization loss.
@@ -57,6 +58,7 @@ from vaekit.jobs.compress.families import (
     to_rows,
 )
 from vaekit.jobs.compress.lanes import Lanes, StreamExhausted, Tail
+from vaekit.jobs.compress.layergrid import LayerGrids
 
 CODEC = "bitsback"
 VERSION = 3  # container version of bits-back files written by the lane coder
@@ -150,13 +152,34 @@ class BitsBackCodec:
         m, w = fx.gauss_params(np.concatenate(mus), np.concatenate(lvs))
         return m, w, [np.concatenate([f[i] for f in feats]) for i in range(self.net.layers - 1)]
 
-    def _step_down(self, i: int, above: np.ndarray, h: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Integer (m, w) of p(z_i | z̄_{i+1} = centres[above]) and, given features h, of q(z_i | z̄_{i+1}, x)."""
-        z = self.centres[above]
+    def _down(self, i: int, z: np.ndarray, h: np.ndarray | None) -> list[np.ndarray]:
+        """The exact (μ_p, λ_p[, μ_q, λ_q]) of layer i given z̄_{i+1} values z, ``batch`` rows at a time."""
         parts = [self.net.step_down(i, z[s:s + self.batch], None if h is None else h[s:s + self.batch])
                  for s in range(0, len(z), self.batch)]
-        out = [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
-        return [fx.gauss_params(out[j], out[j + 1]) for j in range(0, len(out), 2)]
+        return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+    def _step_down(self, i: int, above: np.ndarray, grids: LayerGrids,
+                   h: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Integer (m, w) over layer i's buckets of p(z_i | z̄_{i+1}) (bucket indices ``above``) and, given
+        features h, of q(z_i | z̄_{i+1}, x)."""
+        out = self._down(i, grids.z(i + 1, self.centres[above]), h)
+        return [fx.gauss_params(*grids.to_u(i, out[j], out[j + 1])) for j in range(0, len(out), 2)]
+
+    def _fit_grids(self, m: np.ndarray, feats: list[np.ndarray]) -> LayerGrids:
+        """The lower layers' bucket grids (:mod:`.layergrid`) from the posterior means, top-down at the means."""
+        if self.net.layers == 1:
+            return LayerGrids.none(self.d)
+        if not len(m):  # no items: zero shifts and scales, still declared in the header
+            zeros = np.zeros((self.net.layers - 1, self.d), np.int64)
+            return LayerGrids(zeros, zeros.copy())
+        z = np.rint(m * 2.0 ** -4) * 2.0 ** -16  # the top mean (2^-20 fixed point) on the activation grid
+        means, scales = [], []
+        for j in reversed(range(self.net.layers - 1)):
+            _, _, mu, lv = self._down(j, z, feats[j])
+            means.insert(0, mu)
+            scales.insert(0, fx.gauss_params(mu, lv)[1])
+            z = np.rint(mu * 2.0 ** 16) * 2.0 ** -16
+        return LayerGrids.fit(means, scales)
 
     def _pop_gauss(self, lanes: Lanes, a: int, m: np.ndarray, w: np.ndarray, order: range) -> np.ndarray:
         """One bucket per lane and dimension from the discretized Gaussians (m, w) (a, d), dimensions in ``order``."""
@@ -171,9 +194,9 @@ class BitsBackCodec:
             c = fx.gauss_cdf(idx[:, k], m[:, k], w[:, k], b)
             lanes.push(a, c, fx.gauss_cdf(idx[:, k] + 1, m[:, k], w[:, k], b) - c)
 
-    def _pixels(self, idx: np.ndarray, groups: int) -> Family:
-        """The coding family of p(x | z̄ = centres[idx]) for a batch of bucket indices (a, d)."""
-        z = self.centres[idx]
+    def _pixels(self, idx: np.ndarray, groups: int, grids: LayerGrids) -> Family:
+        """The coding family of p(x | z̄_1) for a batch of bottom-layer bucket indices (a, d)."""
+        z = grids.z(0, self.centres[idx])
         params = np.concatenate([self.net.decode(z[s:s + self.batch]) for s in range(0, len(z), self.batch)])
         return self.family(groups, *self.model.likelihood.coding_params(params))
 
@@ -202,6 +225,7 @@ class BitsBackCodec:
             raise DataError(f"{n} items is more than one file holds ({MAX_ITEMS})")
         m, w, feats = self._posterior(x)
         G, L = self.groups, self.net.layers
+        grids = self._fit_grids(m, feats)
         tail = Tail(virtual=True)
         lanes = Lanes(min(self.lanes, max(n, 1)), tail, G)
         need = 2 * G + math.ceil(L * d * b / 32)  # words a new slot's start states and first latent pops may take
@@ -219,10 +243,10 @@ class BitsBackCodec:
             idx = [self._pop_gauss(lanes, a, m[sl], w[sl], range(d))]  # z̄_L, then z̄_{L−1} … z̄_1 top-down
             priors = []
             for j in reversed(range(L - 1)):
-                prior, post = self._step_down(j, idx[0], feats[j][sl])
+                prior, post = self._step_down(j, idx[0], grids, feats[j][sl])
                 idx.insert(0, self._pop_gauss(lanes, a, *post, range(d)))
                 priors.insert(0, prior)
-            c, f = self._pixels(idx[0], G).intervals(x[sl])
+            c, f = self._pixels(idx[0], G, grids).intervals(x[sl])
             c, f = to_rows(c.astype(np.uint64), G), to_rows(f.astype(np.uint64), G)
             for r in range(len(c)):
                 g = row_groups(self.D, G, r)
@@ -240,7 +264,7 @@ class BitsBackCodec:
         tail.pad(math.ceil(n / 32))  # at least one bit per item: what the decoder's size check assumes
         payload = tail.contents().astype("<u4").tobytes()
         meta = {"n": n, "item_shape": [self.D], "latent_bits": b, "likelihood": self.model.config.likelihood,
-                "groups": G, "data_digest": _digest(x), **(extra_meta or {})}
+                "groups": G, "data_digest": _digest(x), **grids.to_meta(), **(extra_meta or {})}
         return pack(CODEC, self.fingerprint, meta, payload, version=VERSION)
 
     def _header(self, box: Container, source: str) -> tuple[int, int]:
@@ -284,6 +308,7 @@ class BitsBackCodec:
         check_model(box, self.fingerprint, CODEC, source)
         n, G = self._header(box, source)
         b, d, L = self.latent_bits, self.d, self.net.layers
+        grids = LayerGrids.from_meta(box.meta, L, d, source)
         words = np.frombuffer(box.payload, dtype="<u4")
         tail = Tail(words)
         lanes = Lanes(1, tail, G)
@@ -306,16 +331,16 @@ class BitsBackCodec:
                     top[:, k] = lanes.pop_uniform(a, b)
                 idx = [top]
                 for j in reversed(range(L - 1)):  # z̄_{L−1} … z̄_1 from their priors, each given the layer above
-                    (prior,) = self._step_down(j, idx[0], None)
+                    (prior,) = self._step_down(j, idx[0], grids, None)
                     idx.insert(0, self._pop_gauss(lanes, a, *prior, reversed(range(d))))
-                fam = self._pixels(idx[0], G)
+                fam = self._pixels(idx[0], G, grids)
                 xs = np.empty((a, self.D), np.int64)
                 for r in reversed(range(-(-self.D // G))):
                     sym = fam.pop(lanes, a, r)
                     xs[:, r * G:r * G + len(sym)] = sym.T
                 m, w, feats = self._posterior(xs)
                 for j in range(L - 1):  # the posteriors back, bottom first (the encoder popped them top first)
-                    _, post = self._step_down(j, idx[j + 1], feats[j])
+                    _, post = self._step_down(j, idx[j + 1], grids, feats[j])
                     self._push_gauss(lanes, a, idx[j], *post, reversed(range(d)))
                 self._push_gauss(lanes, a, idx[-1], m, w, reversed(range(d)))
                 lanes.end(range(int(firsts[t]), max(int(firsts[t]), a)))

@@ -130,17 +130,6 @@ def test_hierarchical_round_trip_is_exact_for_any_batch_and_lane_count(layers: i
         BitsBackCodec(_model(likelihood), latent_bits=8).decode(blob)
 
 
-def test_hierarchical_rate_is_close_to_its_negative_elbo():
-    """The per-layer scheme codes at the hierarchical −ELBO (log q − log p summed over both layers): on 1,000
-    items within 2% plus the first item's initial bits (measured: +1.2%, one layer +1.0%)."""
-    x = _binary(1000)
-    m = _trained(x[:200], stochastic_layers=2)
-    codec = BitsBackCodec(m, latent_bits=12, lanes=1, groups=1)
-    bits = 8 * (len(codec.encode(x)) - len(codec.encode(x[:0])))
-    neg_elbo = codec.neg_elbo_bits(x, n_samples=50)
-    assert 0.98 * neg_elbo < bits < 1.02 * neg_elbo + 64, (bits, neg_elbo)
-
-
 def test_models_the_coder_cannot_evaluate_are_refused_with_one_line():
     for kw, match in ((dict(prior="mog"), "prior 'mog'"), (dict(posterior="iaf"), "posterior 'iaf'"),
                       (dict(stochastic_layers=2, prior="vampprior", prior_components=3), "prior 'vampprior'")):

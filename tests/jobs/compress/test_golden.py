@@ -111,10 +111,13 @@ def test_conv_model_gives_the_same_bytes_for_any_batch_and_thread_count():
     assert auto_batch(model) == 2 ** 21 // model.decoder.widest < 4096
     blob = (GOLDEN / "mnist8conv_100.vkz").read_bytes()
     x = _codec("mnist8conv_100").decode(blob)
-    for threads, batch in ((1, 7), (2, 0), (1, 4096)):
-        torch.set_num_threads(threads)
-        assert _codec("mnist8conv_100", batch=batch).encode(x) == blob, (threads, batch)
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    try:
+        for threads, batch in ((1, 7), (2, 0), (1, 4096)):
+            torch.set_num_threads(threads)
+            assert _codec("mnist8conv_100", batch=batch).encode(x) == blob, (threads, batch)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.gpu

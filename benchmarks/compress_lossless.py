@@ -31,6 +31,7 @@ from PIL import Image
 from provenance import provenance
 
 from vaekit.core.checkpoint import load_model
+from vaekit.data import load_splits
 from vaekit.files import atomic_write_text
 from vaekit.jobs.compress.bitsback import BitsBackCodec
 from vaekit.runtime import resolve_threads
@@ -96,6 +97,19 @@ def run(name: str, model_dir: str, x: np.ndarray, binary: bool, latent_bits: int
             "round_trip_exact": True}
 
 
+def choose_latent_bits(model_dir: str, data: Path, candidates: list[int], n: int, lanes: int,
+                       batch: int) -> tuple[int, dict[int, float]]:
+    """The latent bucket bits with the lowest rate on the first n images of the model's own VALIDATION split (the
+    split its training carved with its seed, or the file's own), never on the test images."""
+    model, extra = load_model(model_dir)
+    seed = int((extra.get("train_config") or {}).get("seed", 0))
+    x = load_splits(data, seed=seed)["valid"].x
+    x = np.asarray(x).reshape(len(x), -1)[:n].astype(np.uint8)
+    rates = {b: 8 * len(BitsBackCodec(model, latent_bits=b, lanes=lanes, batch=batch).encode(x)) / x.size
+             for b in candidates}
+    return min(rates, key=lambda b: (rates[b], b)), rates
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean ± s.d. over the models (training seeds) of one dataset."""
     out: dict[str, Any] = {"dataset": rows[0]["dataset"], "models": len(rows),
@@ -113,7 +127,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin-model", nargs="*", default=[], help="binarized-MNIST model folder(s), one per seed")
     ap.add_argument("--u8-model", nargs="*", default=[], help="8-bit MNIST model folder(s), one per seed")
-    ap.add_argument("--latent-bits", type=int, default=12)
+    ap.add_argument("--latent-bits", default="12", help="bucket bits per latent; a comma list: choose per model on "
+                    "its validation images (--choose-n of them)")
+    ap.add_argument("--choose-n", type=int, default=2000, help="validation images for choosing --latent-bits")
     ap.add_argument("--limit", type=int, default=0, help="code only the first N test images (smoke runs)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: the runtime's load-aware count; the "
                     "bytes are the same for any count, but a thread beyond the idle cores spins)")
@@ -124,6 +140,7 @@ def main() -> int:
     args = ap.parse_args()
     if not args.bin_model and not args.u8_model:
         ap.error("give --bin-model and/or --u8-model")
+    candidates = [int(b) for b in str(args.latent_bits).split(",")]
     args.threads = resolve_threads(args.threads or None)
     torch.set_num_threads(args.threads)
     prov = provenance(threads=args.threads)  # before the run: its load average is the one the run met
@@ -135,7 +152,13 @@ def main() -> int:
         if not models:
             continue
         x = data().astype(np.uint8)[:args.limit or None]
-        rows = [run(name, m, x, binary, args.latent_bits, args.lanes, args.batch) for m in models]
+        rows = []
+        for mdir in models:
+            bits, rates = (candidates[0], {}) if len(candidates) == 1 else choose_latent_bits(
+                mdir, SHARED / ("binarized_mnist.npz" if binary else "mnist.npz"), candidates, args.choose_n,
+                args.lanes, args.batch)
+            rows.append({**run(name, mdir, x, binary, bits, args.lanes, args.batch),
+                         "latent_bits_validation_rates": rates})
         for r in rows:
             print(json.dumps(r, indent=1, default=str), flush=True)
         results += rows
@@ -168,6 +191,10 @@ def main() -> int:
                      f"round trip exact. Before (one item at a time, {r['before']['model']}): "
                      f"{r['before']['bits_per_dim']} bits/dim, encode {r['before']['encode_MB_s']} MB/s, decode "
                      f"{r['before']['decode_MB_s']} MB/s.")
+        chosen = r.get("latent_bits_validation_rates") or {}
+        lines.append(f"Latent buckets: 2^{r['latent_bits']} per dimension" + (
+            " (chosen on validation images: " + ", ".join(f"{b} bits → {v:.4f}" for b, v in chosen.items()) + ")"
+            if chosen else "") + ".")
     atomic_write_text(args.out / f"{args.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -116,7 +116,8 @@ PLAN: dict[str, tuple[float, list[str]]] = {
        for s in range(3)},
     "compress_lossless_u8_conv": (10, [PY, str(HERE / "compress_lossless.py"), "--u8-model",
                                        *(str(RUNS / f"bits_u8_conv_s{s}" / "model") for s in range(3)),
-                                       "--name", "lossless_u8_conv", "--out", "benchmarks/results/compress"]),
+                                       "--latent-bits", "8,9,10,12", "--name", "lossless_u8_conv", "--out",
+                                       "benchmarks/results/compress"]),
     # hierarchical bits-back on a 2-layer ladder VAE (binarized MNIST, an 8-minute model, one thread)
     "train_bits_bin_ladder": (9, [*VK, "train", "--data", str(DATA / "binarized_mnist.npz"), "--out",
                                   str(RUNS / "bits_bin_ladder"), "--stochastic-layers", "2", "--hidden", "300,300",

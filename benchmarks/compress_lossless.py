@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 from provenance import provenance
+from summarise_seeds import spread
 
 from vaekit.core.checkpoint import load_model
 from vaekit.data import load_splits
@@ -115,8 +116,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"dataset": rows[0]["dataset"], "models": len(rows),
                            "model_dirs": [r["model_dir"] for r in rows]}
     for key in ("vaekit_bits_per_dim", "neg_elbo_bits_per_dim", "overhead_vs_neg_elbo", "encode_MB_s", "decode_MB_s"):
-        v = np.array([r[key] for r in rows], dtype=np.float64)
-        out[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "values": v.tolist()}
+        out[key] = spread([r[key] for r in rows])
     out["baselines_bits_per_dim"] = rows[0]["baselines_bits_per_dim"]
     out["wins_over_best_baseline"] = all(r["vaekit_bits_per_dim"] < min(r["baselines_bits_per_dim"].values())
                                          for r in rows)

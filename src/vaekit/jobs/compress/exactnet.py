@@ -146,11 +146,6 @@ class ExactNet:
             mu, lv = self._gaussian(self.head(hs[-1]))
         return mu, lv, [h.cpu().numpy() for h in hs[:-1]]
 
-    def posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(μ, λ = log σ²) of q(z|x) (the top layer's) for model-space inputs x (N, D) on the 2^-16 grid, exactly."""
-        mu, lv, _ = self.bottom_up(x)
-        return mu, lv
-
     def step_down(self, i: int, z_above: np.ndarray, h: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """(μ_p, λ_p) of p(z_i | z̄_{i+1}) and, given the features h_i, (μ_q, λ_q) of q(z_i | z̄_{i+1}, x), exactly
         (layer i = 0 is the bottom; z̄ on the 2^-16 grid)."""

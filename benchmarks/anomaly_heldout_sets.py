@@ -8,7 +8,9 @@ choose defaults: a default chosen on them would make them development data too.
 Change of 2026-12-02 (no method's result looked at): the GMM-based sets' Gaussians are drawn through their
 Cholesky factors instead of numpy's SVD-based ``multivariate_normal``, whose draws differed between CPUs (a machine
 without AVX-512 built other rows from the same seed, see :func:`_gmm_sample`); same recipe, seed and counts, new
-rows; the held-out results were re-run on them.
+rows; the held-out results were re-run on them. Change of the same day: the fitted mixture itself is committed
+(``anomaly_heldout_gmm.npz``) and drawn from with elementwise arithmetic, since EM's fit also differed in the last
+bits between CPUs (then the same rows up to ~1e-16; now the same bits everywhere).
 
 Each builder returns ``X`` (n, d) float64 and ``y`` (n,) int64 (1 = anomaly). All rows are finally put in one fixed
 random order (``np.random.default_rng(0).permutation``), because ADBench's semi-supervised split takes the first
@@ -16,15 +18,16 @@ half of the normal rows in stored order and scikit-learn's wine table and Gaussi
 class/component.
 
     python benchmarks/anomaly_heldout_sets.py            # build all, print shapes, write anomaly_heldout_sets.json
+    python benchmarks/anomaly_heldout_sets.py --refit-mixtures   # only after a recipe change: refit the GMM
 """
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,36 +82,73 @@ def digits() -> Arrays:
 # --- ADBench "realistic synthetic" anomalies (Han et al. 2022, §3.2 / adbench/datasets/data_generator.py,
 # DataGenerator.generate_realistic_synthetic), generated from the normal rows of a base set -----------------------
 
-@functools.lru_cache(maxsize=4)
-def _gmm_fitted(base: Callable[[], Arrays], seed: int):
+MIXTURES = Path(__file__).with_name("anomaly_heldout_gmm.npz")  # the committed fits (see fit_mixtures)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A fitted full-covariance Gaussian mixture as the sets draw from it: weights π, means μ_k, Cholesky factors
+    L_k (Σ_k = L_k L_kᵀ) and the sampling seed."""
+    weights: np.ndarray
+    means: np.ndarray
+    chol: np.ndarray
+    random_state: int
+
+
+def _fit(base: Callable[[], Arrays], seed: int) -> Mixture:
+    """ADBench: GaussianMixture with n_components in 1..9 chosen by BIC (random_state = seed), refitted on the
+    normal rows of ``base``."""
     from sklearn.mixture import GaussianMixture
 
     X, y = base()
     X = X[y == 0]
     bic = [GaussianMixture(n_components=k, random_state=seed).fit(X).bic(X) for k in range(1, 10)]
-    return GaussianMixture(n_components=int(np.argmin(bic)) + 1, random_state=seed).fit(X)
+    gm = GaussianMixture(n_components=int(np.argmin(bic)) + 1, random_state=seed).fit(X)
+    return Mixture(gm.weights_.copy(), gm.means_.copy(), np.linalg.cholesky(gm.covariances_), seed)
 
 
-def _gmm(base: Callable[[], Arrays], seed: int):
-    """ADBench: GaussianMixture with n_components in 1..9 chosen by BIC (random_state = seed), refitted on the
-    normal rows (fitted once per base and seed, a fresh copy per use since the anomaly recipes modify it)."""
-    return copy.deepcopy(_gmm_fitted(base, seed))
+def fit_mixtures(path: Path = MIXTURES) -> None:
+    """Refit the mixtures behind the GMM-based sets and write them to ``path`` (what is committed). Run only when a
+    recipe changes: EM's last bits depend on the CPU's BLAS kernels, so a refit elsewhere gives other rows."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        m = _fit(digits, SEED)
+    np.savez(path, digits_weights=m.weights, digits_means=m.means, digits_chol=m.chol,
+             digits_random_state=np.int64(m.random_state))
 
 
-def _gmm_sample(gm, n: int) -> np.ndarray:
-    """``n`` draws of a fitted full-covariance GaussianMixture, drawn as its ``sample`` draws them (a fresh
-    RandomState(gm.random_state): component counts by ``multinomial``, then each component's rows) but each
-    Gaussian as μ + L·ε with L the Cholesky factor of Σ (ε from ``standard_normal``), not numpy's SVD-based
-    ``multivariate_normal``. Why: the digits covariances have many equal eigenvalues (constant pixels get exactly
-    ``reg_covar``), so the SVD's basis of those eigenspaces, and with it every draw, changes with the last bits of
-    Σ, which differ between CPUs/BLAS builds (a 1e-13 change of Σ moved draws by 5e-3); L is unique and continuous
-    in Σ, so the same seed gives the same rows on every machine up to rounding."""
-    rng = np.random.RandomState(gm.random_state)
-    counts = rng.multinomial(n, gm.weights_)
+@functools.lru_cache(maxsize=4)
+def _gmm(base: Callable[[], Arrays], seed: int) -> Mixture:
+    """The committed fit of ``base``'s normal rows (see :func:`_fit`), read from ``anomaly_heldout_gmm.npz``, not
+    refitted: GaussianMixture's EM goes another way in the last bits on other BLAS kernels (a CPU with or without
+    AVX-512), and those bits changed the drawn rows."""
+    name = base.__name__
+    with np.load(MIXTURES, allow_pickle=False) as f:
+        m = Mixture(f[f"{name}_weights"], f[f"{name}_means"], f[f"{name}_chol"], int(f[f"{name}_random_state"]))
+    if m.random_state != seed:
+        raise ValueError(f"{MIXTURES.name} holds the {name} mixture for seed {m.random_state}, not {seed}")
+    return m
+
+
+def _gmm_sample(m: Mixture, n: int, mean_scale: float = 1.0, cov_scale: float = 1.0) -> np.ndarray:
+    """``n`` draws of the mixture with means ×mean_scale and covariances ×cov_scale, drawn as sklearn's
+    ``GaussianMixture.sample`` orders them (a fresh RandomState(random_state): component counts by ``multinomial``,
+    then each component's rows), each row μ + √cov_scale·L·ε with ε from ``standard_normal``. L·ε is summed column
+    by column with elementwise numpy operations (each one correctly rounded IEEE arithmetic, the same on every CPU),
+    not by a BLAS product, whose summation order depends on the kernel; numpy's SVD-based ``multivariate_normal`` is
+    not used either (the digits covariances have many equal eigenvalues, so its basis, and every draw, changed with
+    the last bits of Σ). So the rows are the same bits on every machine."""
+    rng = np.random.RandomState(m.random_state)
+    counts = rng.multinomial(n, m.weights)
     rows = []
-    for mean, cov, c in zip(gm.means_, gm.covariances_, counts):
-        L = np.linalg.cholesky(cov)
-        rows.append(mean + rng.standard_normal((int(c), len(mean))) @ L.T)
+    for mean, L, c in zip(m.means, m.chol, counts):
+        eps = rng.standard_normal((int(c), len(mean)))
+        Lt = L.T * np.sqrt(cov_scale)
+        acc = np.zeros_like(eps)
+        for j in range(len(mean)):
+            acc += eps[:, j:j + 1] * Lt[j]
+        rows.append(mean * mean_scale + acc)
     return np.vstack(rows)
 
 
@@ -147,9 +187,9 @@ def synthetic(base: Callable[[], Arrays], mode: str, seed: int = SEED) -> Arrays
       normal rows, anomalies = each feature drawn independently from its own Gaussian KDE, so the marginals match
       and only the dependence is broken. **Deviation**: ADBench fits a C-vine copula with the ``copulas`` package,
       which is not installed here; this uses a Gaussian copula (normal scores of the ranks, their correlation) over
-      the same per-feature KDE marginals. **Deviation** (local/cluster/global): the GMM's Gaussians are drawn
-      through their Cholesky factors (:func:`_gmm_sample`), not sklearn's ``sample``, so the rows do not depend on
-      the machine.
+      the same per-feature KDE marginals. **Deviation** (local/cluster/global): the GMM is the committed fit
+      (:func:`_gmm`), not refitted, and its Gaussians are drawn through their Cholesky factors with elementwise
+      arithmetic (:func:`_gmm_sample`), not sklearn's ``sample``, so the rows do not depend on the machine.
     """
     X, y = base()
     X = X[y == 0]
@@ -159,11 +199,9 @@ def synthetic(base: Callable[[], Arrays], mode: str, seed: int = SEED) -> Arrays
         gm = _gmm(base, seed)
         Xn = _gmm_sample(gm, pts_n)
         if mode == "local":
-            gm.covariances_ = ALPHA * gm.covariances_
-            Xa = _gmm_sample(gm, pts_a)
+            Xa = _gmm_sample(gm, pts_a, cov_scale=ALPHA)
         elif mode == "cluster":
-            gm.means_ = ALPHA * gm.means_
-            Xa = _gmm_sample(gm, pts_a)
+            Xa = _gmm_sample(gm, pts_a, mean_scale=ALPHA)
         else:
             Xa = np.array([rs.uniform(low=Xn[:, i].min() * (1 + PERCENTAGE), high=Xn[:, i].max() * (1 + PERCENTAGE),
                                       size=pts_a) for i in range(Xn.shape[1])]).T
@@ -231,7 +269,10 @@ def digest(X: np.ndarray, y: np.ndarray) -> str:
                           + np.ascontiguousarray(y, dtype=np.int64).tobytes()).hexdigest()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    if "--refit-mixtures" in (sys.argv[1:] if argv is None else argv):
+        fit_mixtures()
+        print(f"wrote {MIXTURES}", file=sys.stderr)
     out = []
     for name, (_, shape) in HELDOUT.items():
         X, y = load(name)

@@ -70,9 +70,9 @@ def baselines(x: np.ndarray, binary: bool) -> dict[str, int]:
     return out
 
 
-def run(name: str, model_dir: str, x: np.ndarray, binary: bool, latent_bits: int, lanes: int,
-        batch: int) -> dict[str, Any]:
-    model, extra = load_model(model_dir)
+def run(name: str, model_dir: str, loaded: tuple[Any, dict[str, Any]], x: np.ndarray, binary: bool,
+        latent_bits: int, lanes: int, batch: int) -> dict[str, Any]:
+    model, extra = loaded
     codec = BitsBackCodec(model, latent_bits=latent_bits, lanes=lanes, batch=batch)
     steps: list[int] = []
     dims = x.size
@@ -98,11 +98,11 @@ def run(name: str, model_dir: str, x: np.ndarray, binary: bool, latent_bits: int
             "round_trip_exact": True}
 
 
-def choose_latent_bits(model_dir: str, data: Path, candidates: list[int], n: int, lanes: int,
+def choose_latent_bits(loaded: tuple[Any, dict[str, Any]], data: Path, candidates: list[int], n: int, lanes: int,
                        batch: int) -> tuple[int, dict[int, float]]:
     """The latent bucket bits with the lowest rate on the first n images of the model's own VALIDATION split (the
     split its training carved with its seed, or the file's own), never on the test images."""
-    model, extra = load_model(model_dir)
+    model, extra = loaded
     seed = int((extra.get("train_config") or {}).get("seed", 0))
     x = load_splits(data, seed=seed)["valid"].x
     x = np.asarray(x).reshape(len(x), -1)[:n].astype(np.uint8)
@@ -154,10 +154,11 @@ def main() -> int:
         x = data().astype(np.uint8)[:args.limit or None]
         rows = []
         for mdir in models:
+            loaded = load_model(mdir)
             bits, rates = (candidates[0], {}) if len(candidates) == 1 else choose_latent_bits(
-                mdir, SHARED / ("binarized_mnist.npz" if binary else "mnist.npz"), candidates, args.choose_n,
+                loaded, SHARED / ("binarized_mnist.npz" if binary else "mnist.npz"), candidates, args.choose_n,
                 args.lanes, args.batch)
-            rows.append({**run(name, mdir, x, binary, bits, args.lanes, args.batch),
+            rows.append({**run(name, mdir, loaded, x, binary, bits, args.lanes, args.batch),
                          "latent_bits_validation_rates": rates})
         for r in rows:
             print(json.dumps(r, indent=1, default=str), flush=True)

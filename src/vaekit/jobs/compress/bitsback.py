@@ -165,6 +165,21 @@ class BitsBackCodec:
         out = self._down(i, grids.z(i + 1, self.centres[above]), h)
         return [fx.gauss_params(*grids.to_u(i, out[j], out[j + 1])) for j in range(0, len(out), 2)]
 
+    def _prior_step(self, i: int, above: np.ndarray, grids: LayerGrids) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """The decoder's half of :meth:`_step_down`: the top-down features t (kept for :meth:`_posterior_step`) and
+        the integer (m, w) of p(z_i | z̄_{i+1})."""
+        z = grids.z(i + 1, self.centres[above])
+        parts = [self.net.prior_step(i, z[s:s + self.batch]) for s in range(0, len(z), self.batch)]
+        t, mu, lv = (np.concatenate([p[j] for p in parts]) for j in range(3))
+        return t, fx.gauss_params(*grids.to_u(i, mu, lv))
+
+    def _posterior_step(self, i: int, t: np.ndarray, h: np.ndarray, grids: LayerGrids) -> tuple[np.ndarray, ...]:
+        """Integer (m, w) of q(z_i | z̄_{i+1}, x) from the kept features t and the bottom-up features h."""
+        parts = [self.net.posterior_step(i, t[s:s + self.batch], h[s:s + self.batch])
+                 for s in range(0, len(t), self.batch)]
+        mu, lv = (np.concatenate([p[j] for p in parts]) for j in range(2))
+        return fx.gauss_params(*grids.to_u(i, mu, lv))
+
     def _fit_grids(self, m: np.ndarray, feats: list[np.ndarray]) -> LayerGrids:
         """The lower layers' bucket grids (:mod:`.layergrid`) from the posterior means, top-down at the means."""
         if self.net.layers == 1:
@@ -329,10 +344,11 @@ class BitsBackCodec:
                 top = np.empty((a, d), np.int64)
                 for k in reversed(range(d)):
                     top[:, k] = lanes.pop_uniform(a, b)
-                idx = [top]
+                idx, ts = [top], []
                 for j in reversed(range(L - 1)):  # z̄_{L−1} … z̄_1 from their priors, each given the layer above
-                    (prior,) = self._step_down(j, idx[0], grids, None)
+                    t_j, prior = self._prior_step(j, idx[0], grids)
                     idx.insert(0, self._pop_gauss(lanes, a, *prior, reversed(range(d))))
+                    ts.insert(0, t_j)
                 fam = self._pixels(idx[0], G, grids)
                 xs = np.empty((a, self.D), np.int64)
                 for r in reversed(range(-(-self.D // G))):
@@ -340,7 +356,7 @@ class BitsBackCodec:
                     xs[:, r * G:r * G + len(sym)] = sym.T
                 m, w, feats = self._posterior(xs)
                 for j in range(L - 1):  # the posteriors back, bottom first (the encoder popped them top first)
-                    _, post = self._step_down(j, idx[j + 1], grids, feats[j])
+                    post = self._posterior_step(j, ts[j], feats[j], grids)
                     self._push_gauss(lanes, a, idx[j], *post, reversed(range(d)))
                 self._push_gauss(lanes, a, idx[-1], m, w, reversed(range(d)))
                 lanes.end(range(int(firsts[t]), max(int(firsts[t]), a)))

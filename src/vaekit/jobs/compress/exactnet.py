@@ -149,12 +149,19 @@ class ExactNet:
     def step_down(self, i: int, z_above: np.ndarray, h: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """(μ_p, λ_p) of p(z_i | z̄_{i+1}) and, given the features h_i, (μ_q, λ_q) of q(z_i | z̄_{i+1}, x), exactly
         (layer i = 0 is the bottom; z̄ on the 2^-16 grid)."""
+        t, *prior = self.prior_step(i, z_above)
+        return (*prior,) if h is None else (*prior, *self.posterior_step(i, t, h))
+
+    def prior_step(self, i: int, z_above: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(t, μ_p, λ_p): the top-down features t = down_i(z̄_{i+1}) and p(z_i | z̄_{i+1}), exactly."""
         with torch.no_grad(), _plain_kernels():
             t = self.down[i](self._tensor(z_above))
-            prior = self._gaussian(self.p_heads[i](t))
-            if h is None:
-                return prior
-            return (*prior, *self._gaussian(self.q_heads[i](torch.cat([self._tensor(h), t], -1))))
+            return (t.cpu().numpy(), *self._gaussian(self.p_heads[i](t)))
+
+    def posterior_step(self, i: int, t: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(μ_q, λ_q) of q(z_i | z̄_{i+1}, x) = head_i([h_i, t]) from the features of :meth:`prior_step`, exactly."""
+        with torch.no_grad(), _plain_kernels():
+            return self._gaussian(self.q_heads[i](torch.cat([self._tensor(h), self._tensor(t)], -1)))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decoder parameters θ(z̄) (N, P, D) for latents z̄ (N, d) on the 2^-16 grid, exactly (float64)."""

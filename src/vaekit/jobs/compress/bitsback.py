@@ -158,16 +158,9 @@ class BitsBackCodec:
                  for s in range(0, len(z), self.batch)]
         return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
 
-    def _step_down(self, i: int, above: np.ndarray, grids: LayerGrids,
-                   h: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Integer (m, w) over layer i's buckets of p(z_i | z̄_{i+1}) (bucket indices ``above``) and, given
-        features h, of q(z_i | z̄_{i+1}, x)."""
-        out = self._down(i, grids.z(i + 1, self.centres[above]), h)
-        return [fx.gauss_params(*grids.to_u(i, out[j], out[j + 1])) for j in range(0, len(out), 2)]
-
     def _prior_step(self, i: int, above: np.ndarray, grids: LayerGrids) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """The decoder's half of :meth:`_step_down`: the top-down features t (kept for :meth:`_posterior_step`) and
-        the integer (m, w) of p(z_i | z̄_{i+1})."""
+        """Top-down step of layer i for the bucket indices ``above`` of z̄_{i+1}: its features t (kept for
+        :meth:`_posterior_step`) and the integer (m, w) over layer i's buckets of p(z_i | z̄_{i+1})."""
         z = grids.z(i + 1, self.centres[above])
         parts = [self.net.prior_step(i, z[s:s + self.batch]) for s in range(0, len(z), self.batch)]
         t, mu, lv = (np.concatenate([p[j] for p in parts]) for j in range(3))
@@ -258,7 +251,8 @@ class BitsBackCodec:
             idx = [self._pop_gauss(lanes, a, m[sl], w[sl], range(d))]  # z̄_L, then z̄_{L−1} … z̄_1 top-down
             priors = []
             for j in reversed(range(L - 1)):
-                prior, post = self._step_down(j, idx[0], grids, feats[j][sl])
+                t_j, prior = self._prior_step(j, idx[0], grids)
+                post = self._posterior_step(j, t_j, feats[j][sl], grids)
                 idx.insert(0, self._pop_gauss(lanes, a, *post, range(d)))
                 priors.insert(0, prior)
             c, f = self._pixels(idx[0], G, grids).intervals(x[sl])

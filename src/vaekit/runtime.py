@@ -9,6 +9,7 @@ large ones get the cores the load average says are idle).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -232,7 +233,28 @@ def init_distributed(device: str | torch.device = "auto") -> World:
     if dev.type == "cuda":
         torch.cuda.set_device(w.local_rank)
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    atexit.register(shutdown_distributed)
     return world()
+
+
+def shutdown_distributed(timeout_s: float = 60.0) -> None:
+    """Leave the process group: wait (at most ``timeout_s``) until every rank is here, then destroy it. Without
+    this a rank could tear down its gloo connections while another still used them, and that one aborted in
+    its exit ("terminate called without an active exception"); registered at exit by :func:`init_distributed`."""
+    import datetime
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout_s))
+        else:
+            dist.barrier()
+    except RuntimeError:  # a rank has gone (it failed): do not wait for it
+        pass
+    dist.destroy_process_group()
 
 
 def distributed_device(device: str | torch.device = "auto") -> torch.device:

@@ -85,7 +85,7 @@ def test_contract_can_fail(tmp_path: Path) -> None:
 def test_tests_mirror_the_package() -> None:
     """Every sub-package of src/vaekit with modules of its own has a test folder at the same place (the lowest
     layer's modules, errors/registry/files/runtime/web, are tested in tests/base/), and no test file sits at the top
-    except the whole-package checks."""
+    except the whole-repository checks (architecture, README examples, the benchmark plan)."""
     src = ROOT / "src" / "vaekit"
     tests = ROOT / "tests"
     missing = []
@@ -100,7 +100,7 @@ def test_tests_mirror_the_package() -> None:
     assert not missing, f"packages without a mirrored test folder: {sorted(set(missing))}"
     assert any((tests / "base").glob("test_*.py"))
     top_level = sorted(p.name for p in tests.glob("test_*.py"))
-    assert top_level == ["test_architecture.py", "test_readme_examples.py"], top_level
+    assert top_level == ["test_architecture.py", "test_benchmark_plan.py", "test_readme_examples.py"], top_level
 
 
 # Pyflakes' rules (ruff's F: undefined names, unused imports and variables, redefinitions) over the package, the

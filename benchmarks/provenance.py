@@ -22,15 +22,13 @@ def _git(*args: str) -> str:
 
 
 def cpu() -> dict[str, Any]:
-    model, flags = platform.processor(), set()
+    from vaekit.runtime import cpu_flags
+
+    model, flags = platform.processor(), cpu_flags()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not model:
+            if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
-            elif line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     return {"model": model, "flags": [f for f in FLAGS if f in flags],

@@ -129,14 +129,11 @@ def test_gmm_draws_do_not_depend_on_the_last_bits_of_the_fit() -> None:
 
 
 def _blas_kernels() -> list[str]:
-    """OpenBLAS kernels this CPU can run other than the one it picks (OPENBLAS_CORETYPE), for the cross-CPU check."""
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
+    """The OpenBLAS kernels (OPENBLAS_CORETYPE) this CPU can run, for the cross-CPU check."""
+    from vaekit.runtime import cpu_flags
+
     return [core for core, need in (("Sandybridge", "avx"), ("Haswell", "avx2"), ("SkylakeX", "avx512f"))
-            if need in flags]
+            if need in cpu_flags()]
 
 
 @pytest.mark.parametrize("core", ["Sandybridge", "Haswell", "SkylakeX"])

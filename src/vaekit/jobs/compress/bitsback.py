@@ -152,9 +152,10 @@ class BitsBackCodec:
         m, w = fx.gauss_params(np.concatenate(mus), np.concatenate(lvs))
         return m, w, [np.concatenate([f[i] for f in feats]) for i in range(self.net.layers - 1)]
 
-    def _down(self, i: int, z: np.ndarray, h: np.ndarray | None) -> list[np.ndarray]:
-        """The exact (μ_p, λ_p[, μ_q, λ_q]) of layer i given z̄_{i+1} values z, ``batch`` rows at a time."""
-        parts = [self.net.step_down(i, z[s:s + self.batch], None if h is None else h[s:s + self.batch])
+    def _down(self, i: int, z: np.ndarray, h: np.ndarray) -> list[np.ndarray]:
+        """The exact (μ_p, λ_p, μ_q, λ_q) of layer i given z̄_{i+1} values z and the features h, ``batch`` rows at
+        a time."""
+        parts = [self.net.step_down(i, z[s:s + self.batch], h[s:s + self.batch])
                  for s in range(0, len(z), self.batch)]
         return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
 

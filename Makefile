@@ -10,10 +10,19 @@ BIN := $(VENV)/bin
 
 $(BIN)/vaekit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-compile "$(TORCH)" || $(BIN)/python -m pip install --quiet --no-compile torch
-	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
-# byte-compile on every core (pip compiles on one; with PYTHONDONTWRITEBYTECODE set nothing is cached later)
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
+# uv installs the same versions as pip in a third of the time (10 s against 38 s here); it does not read pip's
+# configuration, so the folder of local wheels pip is told about (PIP_FIND_LINKS or pip.conf) is passed on. Where uv
+# cannot be had or fails, pip does the install as before.
+	{ $(BIN)/python -m pip install --quiet uv && \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python \
+	    $$(links="$${PIP_FIND_LINKS:-$$($(BIN)/python -m pip config get global.find-links 2>/dev/null)}"; \
+	       for l in $$links; do printf -- '--find-links %s ' "$$l"; done) \
+	    "$(TORCH)" -e ".[dev]"; } || { \
+	  $(BIN)/python -m pip install --quiet --no-compile "$(TORCH)" || $(BIN)/python -m pip install --quiet --no-compile torch; \
+	  $(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"; }
+# byte-compile what the package, its tests and benchmarks import, on every core (with PYTHONDONTWRITEBYTECODE set
+# nothing is cached later; the whole venv took 28 s, these ~3,800 files a few)
+	$(BIN)/python tools/compile_imported.py
 	touch $(BIN)/vaekit
 
 install: $(BIN)/vaekit

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
+
+from tests.warm_cli import WarmCli
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 SHARED = ROOT.parent / "shared" / "data"
@@ -23,6 +26,17 @@ TEST_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
 @pytest.fixture(autouse=True)
 def _threads() -> None:
     torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(scope="session")
+def warm_cli() -> Iterator[WarmCli]:
+    """``vaekit`` commands in forked children of one warm process (tests/warm_cli.py): one server per worker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    cli = WarmCli({"OMP_NUM_THREADS": "1", **env, "MPLBACKEND": "Agg"})  # one thread a worker, as TEST_THREADS
+    try:
+        yield cli
+    finally:
+        cli.close()
 
 
 @pytest.fixture

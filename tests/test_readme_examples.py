@@ -9,7 +9,8 @@ install into .venv from the network, and ``make test`` runs this test). A skippe
 block's other lines still run.
 
 How they run: ``bash`` blocks through ``bash -e`` with the venv's bin first on PATH (``python`` is the venv's),
-``python`` blocks with ``sys.executable``; the working folder is a temp folder, OMP_NUM_THREADS=1 unless set.
+``python`` blocks with the ``python`` first on that PATH (the warm one below); the working folder is a temp
+folder, OMP_NUM_THREADS=1 unless set.
 
 Budgets: with VAEKIT_EXAMPLE_FAST=1 (the default here; the test also passes it to the blocks) each key of
 FAST_SUBSTITUTIONS is replaced by its value before a block runs — only training/sampling budgets, never a command's
@@ -17,25 +18,25 @@ meaning. Every key must occur in README.md, so a stale entry fails. VAEKIT_EXAMP
 
 Speed: ``vaekit`` imports PyTorch and scikit-learn, ~3–5 s per command on a 2-core machine, which for the ~30
 commands in the README is more than the whole budget of this module. So, unless VAEKIT_EXAMPLE_REAL_CLI=1, the
-``vaekit`` the bash blocks find first on PATH is a tiny stdlib-only client of a server that imported
-``vaekit.cli.main`` once and forks a fresh child per command: the child gets the command's argv, cwd, environment
-and stdin/stdout/stderr, and runs the console script's own ``main()``; its exit status is the command's.
+``vaekit`` the bash blocks find first on PATH is the stdlib-only client of tests/warm_cli.py: a server that
+imported ``vaekit.cli.main`` once forks a fresh child per command, which runs the console script's own ``main()``
+with the command's argv, cwd, environment and stdin/stdout/stderr; its exit status is the command's.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.warm_cli import WarmCli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -95,101 +96,33 @@ def readme_blocks(text: str) -> list[Block]:
     return blocks
 
 
+def _substitution(old: str) -> re.Pattern[str]:
+    """OLD as a whole option: "--epochs 20" leaves "--epochs 200" and "--epochs 20.5" alone; a key that ends in a
+    bracket or quote may be followed by anything (``VAEAnomalyDetector(...).fit``)."""
+    return re.compile(re.escape(old) + (r"(?![\w.])" if re.search(r"[\w.]$", old) else ""))
+
+
 def prepared(block: Block) -> str:
     code = block.code
     if FAST:
-        for old, new in FAST_SUBSTITUTIONS.items():  # whole options only: "--epochs 20" leaves "--epochs 200" alone
-            code = re.sub(re.escape(old) + r"(?![\w.])", lambda _, new=new: new, code)
+        for old, new in FAST_SUBSTITUTIONS.items():
+            code = _substitution(old).sub(lambda _, new=new: new, code)
     if block.lang == "bash":
         code = "\n".join(f"# skipped by tests/test_readme_examples.py: {line.strip()}" if SKIP_LINES.match(line)
                          else line for line in code.splitlines()) + "\n"
     return code
 
 
-# --- the warm CLI: one import of vaekit, a fork per command --------------------------------------------------------
-SERVER = textwrap.dedent('''
-    import json, os, socket, sys, traceback
-    import vaekit.cli.main as cli
-    cli.preload()  # the expensive imports (the commands' PyTorch, pandas ...), paid once
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(sys.argv[1])
-    sock.listen(8)
-    print("ready", flush=True)
-    while True:
-        conn, _ = sock.accept()
-        data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-        size = int.from_bytes(data[:8], "big")
-        while len(data) - 8 < size:
-            data += conn.recv(1 << 20)
-        req = json.loads(data[8:])
-        pid = os.fork()
-        if pid == 0:
-            sock.close(); conn.close()
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-                os.close(fd)
-            os.chdir(req["cwd"])
-            os.environ.clear()
-            os.environ.update(req["env"])
-            sys.argv = req["argv"]
-            try:
-                rc = cli.main()
-            except SystemExit as e:
-                rc = e.code
-            except BaseException:
-                traceback.print_exc()
-                rc = 1
-            if rc is not None and not isinstance(rc, int):
-                print(rc, file=sys.stderr)
-                rc = 1
-            sys.stdout.flush(); sys.stderr.flush()
-            os._exit(rc or 0)
-        for fd in fds:
-            os.close(fd)
-        _, status = os.waitpid(pid, 0)
-        conn.sendall(os.waitstatus_to_exitcode(status).to_bytes(4, "big", signed=True))
-        conn.close()
-''')
-
-CLIENT = textwrap.dedent('''\
-    #!{python} -S
-    import json, os, socket, sys
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect({sock!r})
-    req = json.dumps({{"argv": ["vaekit", *sys.argv[1:]], "cwd": os.getcwd(), "env": dict(os.environ)}}).encode()
-    socket.send_fds(s, [len(req).to_bytes(8, "big") + req], [0, 1, 2])
-    rc = s.recv(4)
-    if len(rc) != 4:
-        sys.exit("vaekit (tests/test_readme_examples.py warm CLI): the server went away")
-    rc = int.from_bytes(rc, "big", signed=True)
-    sys.exit(rc if rc >= 0 else 128 - rc)
-''')
-
-
 @pytest.fixture(scope="module")
-def cli_bin(env: dict[str, str]):
-    """A folder to put first on PATH: empty with VAEKIT_EXAMPLE_REAL_CLI=1, else the warm ``vaekit`` client."""
-    folder = Path(tempfile.mkdtemp(prefix="vx"))  # short: a unix socket path has at most 107 bytes
-    server = None
-    try:
-        if not REAL_CLI:
-            sock = folder / "s"
-            (folder / "server.py").write_text(SERVER)
-            server = subprocess.Popen([sys.executable, str(folder / "server.py"), str(sock)], env=env, cwd=folder,
-                                      stdout=subprocess.PIPE, text=True, start_new_session=True)
-            assert server.stdout.readline().strip() == "ready", "the warm vaekit server did not start"
-            client = folder / "bin" / "vaekit"
-            client.parent.mkdir()
-            client.write_text(CLIENT.format(python=sys.executable, sock=str(sock)))
-            client.chmod(0o755)
-        (folder / "bin").mkdir(exist_ok=True)
-        yield folder / "bin"
-    finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGKILL)  # the server's own session: it and any child still running
-            server.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+def cli_bin(warm_cli: WarmCli) -> Path:
+    """A folder to put first on PATH: the warm ``vaekit`` client (tests/warm_cli.py), or, with
+    VAEKIT_EXAMPLE_REAL_CLI=1, an empty one (the venv's own ``vaekit`` is then found)."""
+    if REAL_CLI:
+        empty = Path(tempfile.mkdtemp(prefix="vx"))
+        yield empty
+        shutil.rmtree(empty, ignore_errors=True)
+    else:
+        yield warm_cli.bin
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +144,8 @@ def test_blocks_are_marked_and_self_contained() -> None:
         assert any(s.startswith(wanted) for s in sections), f"no runnable example in README section '{wanted}'"
     for b in blocks:
         assert "../shared" not in b.code, f"{b}: uses ../shared, which a fresh install does not have"
-    stale = [k for k in FAST_SUBSTITUTIONS if k not in text]
-    assert not stale, f"FAST_SUBSTITUTIONS keys no longer in README.md: {stale}"
+    stale = [k for k in FAST_SUBSTITUTIONS if not any(_substitution(k).search(b.code) for b in blocks)]
+    assert not stale, f"FAST_SUBSTITUTIONS keys that change no runnable README block: {stale}"
 
 
 @pytest.mark.slow(reason="every README example in sequence: ~60 s on 2 busy cores, OMP_NUM_THREADS=1")
@@ -221,7 +154,7 @@ def test_readme_examples_run(tmp_path: Path, env: dict[str, str], cli_bin: Path)
     for n, block in enumerate(readme_blocks(README.read_text(encoding="utf-8"))):
         script = tmp_path / f"block_{n:02d}.{'sh' if block.lang == 'bash' else 'py'}"
         script.write_text(prepared(block))
-        cmd = ["bash", "-e", script.name] if block.lang == "bash" else [sys.executable, script.name]
+        cmd = ["bash", "-e", script.name] if block.lang == "bash" else ["python", script.name]  # PATH's python
         t0 = time.perf_counter()
         p = subprocess.run(cmd, check=False, cwd=tmp_path, env=run_env, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, timeout=BLOCK_TIMEOUT_S)

@@ -9,9 +9,9 @@ import pytest
 CLI = [sys.executable, "-m", "vaekit.cli"]
 
 
-def run(*args, check=True):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    p = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+def run(cli, *args, check=True):
+    """``vaekit ARGS`` in another process: a forked child of the warm server (tests/warm_cli.py)."""
+    p = cli.run(args, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -50,28 +50,29 @@ def test_every_command_has_help():
 def test_version_and_module_entry_points():
     from vaekit import __version__
 
-    assert run("--version").stdout.strip() == f"vaekit {__version__}"
+    p = subprocess.run([*CLI, "--version"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == f"vaekit {__version__}"
     p = subprocess.run([sys.executable, "-m", "vaekit", "--version"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and __version__ in p.stdout
 
 
 @pytest.mark.slow
-def test_train_eval_sample_reconstruct_round_trip(tmp_path, tiny_npz):
+def test_train_eval_sample_reconstruct_round_trip(warm_cli, tmp_path, tiny_npz):
     out = tmp_path / "run"
-    run("train", "--data", tiny_npz, "--out", out, "--epochs", 3, "--latent-dim", 3, "--hidden", "32",
+    run(warm_cli, "train", "--data", tiny_npz, "--out", out, "--epochs", 3, "--latent-dim", 3, "--hidden", "32",
         "--no-progress", "--seed", 1)
-    res = json.loads(run("eval", out, "--data", tiny_npz, "--split", "test", "--k", 50, "--json").stdout)
+    res = json.loads(run(warm_cli, "eval", out, "--data", tiny_npz, "--split", "test", "--k", 50, "--json").stdout)
     assert {"nll", "elbo", "kl", "bits_per_dim"} <= set(res)
     assert res["nll"] <= -res["elbo"] + 1e-3 and res["bits_per_dim"] == pytest.approx(res["nll"] / 36 / np.log(2))
-    run("sample", out / "model", "--n", 8, "-o", tmp_path / "s.png")
-    run("sample", out, "--n", 8, "-o", tmp_path / "s.npy")
+    run(warm_cli, "sample", out / "model", "--n", 8, "-o", tmp_path / "s.png")
+    run(warm_cli, "sample", out, "--n", 8, "-o", tmp_path / "s.npy")
     assert np.load(tmp_path / "s.npy").shape == (8, 36)
-    run("reconstruct", out, "--data", tiny_npz, "--n", 4, "-o", tmp_path / "r.png")
+    run(warm_cli, "reconstruct", out, "--data", tiny_npz, "--n", 4, "-o", tmp_path / "r.png")
     assert (tmp_path / "s.png").stat().st_size > 0 and (tmp_path / "r.png").stat().st_size > 0
     # a second train into the same folder must not overwrite it; --resume continues it
-    p = run("train", "--data", tiny_npz, "--out", out, "--epochs", 3, "--no-progress", check=False)
+    p = run(warm_cli, "train", "--data", tiny_npz, "--out", out, "--epochs", 3, "--no-progress", check=False)
     assert p.returncode == 2 and "already holds a training run" in p.stderr
-    run("train", "--data", tiny_npz, "--out", out, "--epochs", 3, "--no-progress", "--resume")
+    run(warm_cli, "train", "--data", tiny_npz, "--out", out, "--epochs", 3, "--no-progress", "--resume")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -82,13 +83,13 @@ def test_train_eval_sample_reconstruct_round_trip(tmp_path, tiny_npz):
     (["train", "--data", "{floats}", "--out", "{tmp}/o4"], r"\[0, 1\]"),
     (["train", "--data", "{floats}", "--out", "{tmp}/o5", "--likelihood", "logistic"], "8-bit"),
 ])
-def test_bad_input_exits_2_with_one_line(tmp_path, tiny_npz, args, message):
+def test_bad_input_exits_2_with_one_line(warm_cli, tmp_path, tiny_npz, args, message):
     import re
 
     floats = tmp_path / "f.npz"
     np.savez(floats, train=np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32))
     args = [a.format(npz=tiny_npz, tmp=tmp_path, floats=floats) for a in args]
-    p = run(*args, check=False)
+    p = run(warm_cli, *args, check=False)
     assert p.returncode == 2, p.stderr
     assert "Traceback" not in p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
@@ -96,17 +97,17 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_npz, args, message):
 
 
 @pytest.mark.slow
-def test_eval_rejects_data_of_wrong_shape(tmp_path, tiny_npz):
+def test_eval_rejects_data_of_wrong_shape(warm_cli, tmp_path, tiny_npz):
     out = tmp_path / "run"
-    run("train", "--data", tiny_npz, "--out", out, "--epochs", 1, "--hidden", "16", "--no-progress")
+    run(warm_cli, "train", "--data", tiny_npz, "--out", out, "--epochs", 1, "--hidden", "16", "--no-progress")
     other = tmp_path / "o.npz"
     np.savez(other, test=np.zeros((5, 10), np.uint8))
-    p = run("eval", out, "--data", other, "--k", 5, check=False)
+    p = run(warm_cli, "eval", out, "--data", other, "--k", 5, check=False)
     assert p.returncode == 2 and "model expects" in p.stderr and "Traceback" not in p.stderr
 
 
 @pytest.mark.slow
-def test_conv_model_on_8bit_images_from_an_image_folder(tmp_path):
+def test_conv_model_on_8bit_images_from_an_image_folder(warm_cli, tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -116,9 +117,9 @@ def test_conv_model_on_8bit_images_from_an_image_folder(tmp_path):
         (folder / str(d.target[i])).mkdir(parents=True, exist_ok=True)
         Image.fromarray((d.images[i] * 15).astype(np.uint8)).save(folder / str(d.target[i]) / f"{i}.png")
     out = tmp_path / "conv"
-    run("train", "--data", folder, "--out", out, "--arch", "conv", "--likelihood", "logistic", "--channels", "8,16",
-        "--hidden", "32", "--latent-dim", 4, "--epochs", 2, "--batch-size", 16, "--no-progress")
-    res = json.loads(run("eval", out, "--data", folder, "--k", 20, "--json").stdout)
+    run(warm_cli, "train", "--data", folder, "--out", out, "--arch", "conv", "--likelihood", "logistic",
+        "--channels", "8,16", "--hidden", "32", "--latent-dim", 4, "--epochs", 2, "--batch-size", 16, "--no-progress")
+    res = json.loads(run(warm_cli, "eval", out, "--data", folder, "--k", 20, "--json").stdout)
     assert res["n"] == 60 and res["nll"] <= -res["elbo"] + 1e-3
     assert res["bits_per_dim"] == pytest.approx(res["nll"] / (64 * np.log(2)))  # 8-bit data: nats → bits per pixel
-    run("sample", out, "--n", 4, "-o", tmp_path / "c.png")
+    run(warm_cli, "sample", out, "--n", 4, "-o", tmp_path / "c.png")

@@ -1,6 +1,7 @@
-"""Determinism through the real CLI, in subprocesses: a seed gives byte-identical weights, and every way a run can
-stop — kill -9 at any moment (also before the first checkpoint), a time limit mid-epoch, early stopping, a finished
-run — followed by ``--resume`` gives the weights and metrics of the uninterrupted run."""
+"""Determinism through the real CLI, in other processes (forked children of a warm server, tests/warm_cli.py, and
+new interpreters where it matters: one of a same-seed pair, the killed runs): a seed gives byte-identical weights,
+and every way a run can stop — kill -9 at any moment (also before the first checkpoint), a time limit mid-epoch,
+early stopping, a finished run — followed by ``--resume`` gives the weights and metrics of the uninterrupted run."""
 from __future__ import annotations
 
 import csv
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from tests.warm_cli import WarmCli
+
 pytestmark = pytest.mark.slow  # CLI runs in subprocesses: started first under xdist (conftest)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -32,9 +35,10 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _train(data: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([sys.executable, "-m", "vaekit.cli", "train", "--data", str(data), "--out", str(out), *SMALL,
-                        *extra], capture_output=True, text=True, env=ENV, timeout=300)
+def _train(cli: WarmCli, data: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``vaekit train`` in a forked child of the warm server (tests/warm_cli.py: its own process, RNGs re-seeded
+    from the OS); the killed runs below are real ``python -m vaekit.cli`` processes."""
+    p = cli.run(["train", "--data", data, "--out", out, *SMALL, *extra], env=ENV, timeout=300)
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -49,11 +53,14 @@ def _metrics(run: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(f)]
 
 
-def test_same_seed_same_bytes_other_seed_other_bytes(digits: Path, tmp_path: Path) -> None:
+def test_same_seed_same_bytes_other_seed_other_bytes(warm_cli: WarmCli, digits: Path, tmp_path: Path) -> None:
     args = ["--epochs", "2", "--objective", "elbo", "--warmup", "0"]
-    _train(digits, tmp_path / "a", *args, "--seed", "7")
-    _train(digits, tmp_path / "b", *args, "--seed", "7")
-    _train(digits, tmp_path / "c", *args, "--seed", "8")
+    _train(warm_cli, digits, tmp_path / "a", *args, "--seed", "7")
+    real = subprocess.run([sys.executable, "-m", "vaekit.cli", "train", "--data", str(digits), "--out",
+                           str(tmp_path / "b"), *SMALL, *args, "--seed", "7"], capture_output=True, text=True, env=ENV,
+                          timeout=300)  # a new interpreter, against the forked child: the same bytes
+    assert real.returncode == 0, real.stderr
+    _train(warm_cli, digits, tmp_path / "c", *args, "--seed", "8")
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
@@ -67,22 +74,24 @@ RECIPES = {
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
-def test_time_limit_stop_then_resume_equals_uninterrupted(digits: Path, tmp_path: Path, recipe: str) -> None:
+def test_time_limit_stop_then_resume_equals_uninterrupted(
+        warm_cli: WarmCli, digits: Path, tmp_path: Path, recipe: str) -> None:
     args = ["--epochs", "6", "--seed", "3", *RECIPES[recipe]]
-    _train(digits, tmp_path / "ref", *args)
+    _train(warm_cli, digits, tmp_path / "ref", *args)
     # a 0.12 s budget stops in the middle of an early epoch (120 steps each); resume with no limit
-    p = _train(digits, tmp_path / "cut", *args, "--time-limit", "0.002", "--fixed-schedule")
+    p = _train(warm_cli, digits, tmp_path / "cut", *args, "--time-limit", "0.002", "--fixed-schedule")
     assert "stopped by time_limit" in p.stdout
-    p = _train(digits, tmp_path / "cut", "--resume", *SMALL)
+    p = _train(warm_cli, digits, tmp_path / "cut", "--resume", *SMALL)
     assert "stopped by epochs" in p.stdout
     assert _digest(tmp_path / "cut") == _digest(tmp_path / "ref")
     assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "ref")
 
 
 @pytest.mark.parametrize("when", ["before_first_checkpoint", "mid_run"])
-def test_kill_9_then_resume_equals_uninterrupted(digits: Path, tmp_path: Path, when: str) -> None:
+def test_kill_9_then_resume_equals_uninterrupted(
+        warm_cli: WarmCli, digits: Path, tmp_path: Path, when: str) -> None:
     args = ["--epochs", "4", "--seed", "5", "--objective", "iwae", "--k", "2"]
-    _train(digits, tmp_path / "ref", *args)
+    _train(warm_cli, digits, tmp_path / "ref", *args)
     run = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "vaekit.cli", "train", "--data", str(digits), "--out", str(run),
                              *SMALL, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -97,39 +106,41 @@ def test_kill_9_then_resume_equals_uninterrupted(digits: Path, tmp_path: Path, w
         time.sleep(0.15)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    _train(digits, run, "--resume", *SMALL, *args)
+    _train(warm_cli, digits, run, "--resume", *SMALL, *args)
     assert _digest(run) == _digest(tmp_path / "ref")
     assert _metrics(run) == _metrics(tmp_path / "ref")
 
 
-def test_early_stopped_and_finished_runs_resume_to_the_same_model(digits: Path, tmp_path: Path) -> None:
+def test_early_stopped_and_finished_runs_resume_to_the_same_model(
+        warm_cli: WarmCli, digits: Path, tmp_path: Path) -> None:
     args = ["--epochs", "30", "--seed", "1", "--objective", "elbo", "--warmup", "0", "--early-stopping", "1",
             "--lr", "0.05"]
-    p = _train(digits, tmp_path / "es", *args)
+    p = _train(warm_cli, digits, tmp_path / "es", *args)
     assert "stopped by early_stopping" in p.stdout
     before, rows = _digest(tmp_path / "es"), _metrics(tmp_path / "es")
-    p = _train(digits, tmp_path / "es", "--resume", *SMALL)
+    p = _train(warm_cli, digits, tmp_path / "es", "--resume", *SMALL)
     assert "stopped by early_stopping" in p.stdout and "trained 0 epoch" not in p.stderr
     assert _digest(tmp_path / "es") == before and _metrics(tmp_path / "es") == rows
 
 
-def test_time_limit_of_a_resumed_run_counts_from_its_own_start(digits: Path, tmp_path: Path) -> None:
+def test_time_limit_of_a_resumed_run_counts_from_its_own_start(
+        warm_cli: WarmCli, digits: Path, tmp_path: Path) -> None:
     """A run stopped by a time limit and resumed with the same limit makes real progress (it used to run 1 step).
     3 s per invocation and epochs without end, so that both stop by time even on a slow, shared machine."""
     args = ["--epochs", "100000", "--seed", "2", "--objective", "elbo", "--warmup", "0"]
-    p = _train(digits, tmp_path / "r", *args, "--time-limit", "0.05", "--fixed-schedule")
+    p = _train(warm_cli, digits, tmp_path / "r", *args, "--time-limit", "0.05", "--fixed-schedule")
     assert "stopped by time_limit" in p.stdout
     n1 = len(_metrics(tmp_path / "r")) if (tmp_path / "r" / "metrics.csv").exists() else 0
-    p = _train(digits, tmp_path / "r", "--resume", *SMALL, "--time-limit", "0.05")
+    p = _train(warm_cli, digits, tmp_path / "r", "--resume", *SMALL, "--time-limit", "0.05")
     assert "stopped by time_limit" in p.stdout
     n2 = len(_metrics(tmp_path / "r"))
     assert n2 >= n1 + 1, (n1, n2)
 
 
-def test_time_limit_sizes_the_cosine_schedule(digits: Path, tmp_path: Path) -> None:
+def test_time_limit_sizes_the_cosine_schedule(warm_cli: WarmCli, digits: Path, tmp_path: Path) -> None:
     """With --time-limit, the cosine schedule runs over the time: the lr falls epoch by epoch to near its minimum."""
     args = ["--epochs", "100000", "--seed", "2", "--objective", "elbo", "--warmup", "0"]
-    p = _train(digits, tmp_path / "t", *args, "--time-limit", "0.05")
+    p = _train(warm_cli, digits, tmp_path / "t", *args, "--time-limit", "0.05")
     assert "stopped by epochs" in p.stdout or "stopped by time_limit" in p.stdout
     with open(tmp_path / "t" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 from tests.helpers import mutated_containers
+from tests.warm_cli import WarmCli
 from vaekit.core.checkpoint import save_model
 from vaekit.core.config import ModelConfig
 from vaekit.core.model import VAE
@@ -177,13 +177,12 @@ def test_fuzz_slice_mutated_and_resealed_files_give_only_documented_errors():
     assert decoded_ok < 300
 
 
-def _run(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vaekit.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.slow
-def test_cli_lossless_round_trip_across_processes_and_refusals(tmp_path: Path):
+def test_cli_lossless_round_trip_across_processes_and_refusals(tmp_path: Path, warm_cli: WarmCli):
+    """Encode and decode in separate processes (forked children of the warm server, tests/warm_cli.py)."""
+    def _run(*args: object) -> subprocess.CompletedProcess[str]:
+        return warm_cli.run(args, timeout=300)
+
     m = _model()
     save_model(m, tmp_path / "model", {})
     x = _binary(30).reshape(30, 4, 4)

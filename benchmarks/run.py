@@ -45,6 +45,10 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     # the same on a CPU without AVX-512 (README: the fp32 fit times); run it on such a machine
     "fit_times_no_avx512": (5, [PY, str(HERE / "fit_times.py"), "--out",
                                 "benchmarks/results/fit_times_no_avx512.json"]),
+    # a fresh clone's `make install` / `make demo` / `make test`, timed (README Quickstart); warm and cold caches
+    "setup_time": (6, [PY, str(HERE / "setup_time.py"), "--out", "benchmarks/results/setup/setup_time.json"]),
+    "setup_time_cold": (7, [PY, str(HERE / "setup_time.py"), "--cold", "--out",
+                            "benchmarks/results/setup/setup_time_cold.json"]),
     "mnist_nll": (35, [PY, str(HERE / "mnist_nll.py"), "--minutes", "30", "--out", "benchmarks/results/mnist_nll"]),
     "cli_recipe_nll": (35, [*VK, "train", "--data", str(DATA / "binarized_mnist.npz"), "--out",
                             str(RUNS / "cli_recipe"), "--time-limit", "30", "--seed", "0", "--no-progress"]),

@@ -114,7 +114,9 @@ def choose_latent_bits(loaded: tuple[Any, dict[str, Any]], data: Path, candidate
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean ± s.d. over the models (training seeds) of one dataset."""
     out: dict[str, Any] = {"dataset": rows[0]["dataset"], "models": len(rows),
-                           "model_dirs": [r["model_dir"] for r in rows]}
+                           "model_dirs": [r["model_dir"] for r in rows],
+                           "rows_from": [r.get("from_file", "this run") for r in rows],
+                           "vaekit_bits_per_dim_per_seed": [r["vaekit_bits_per_dim"] for r in rows]}
     for key in ("vaekit_bits_per_dim", "neg_elbo_bits_per_dim", "overhead_vs_neg_elbo", "encode_MB_s", "decode_MB_s"):
         out[key] = spread([r[key] for r in rows])
     out["baselines_bits_per_dim"] = rows[0]["baselines_bits_per_dim"]
@@ -137,6 +139,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=0, help="rows per network call (0: the codec's automatic size)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/compress"))
     ap.add_argument("--name", default="lossless", help="results file stem: OUT/NAME.json and OUT/NAME.md")
+    ap.add_argument("--with-rows", type=Path, nargs="*", default=[],
+                    help="earlier results files whose rows (other seeds of the same recipe, coded in their own run) "
+                         "join this run's in the over-seed summary; each keeps its source file and commit")
     args = ap.parse_args()
     if not args.bin_model and not args.u8_model:
         ap.error("give --bin-model and/or --u8-model")
@@ -163,8 +168,11 @@ def main() -> int:
         for r in rows:
             print(json.dumps(r, indent=1, default=str), flush=True)
         results += rows
-        if len(rows) > 1:
-            summaries.append(summary(rows))
+        earlier = [{**r, "from_file": str(f), "from_commit": doc["provenance"]["commit"]}
+                   for f in args.with_rows for doc in [json.loads(f.read_text())] for r in doc["results"]
+                   if r["dataset"] == name and "from_file" not in r]
+        if len(rows) + len(earlier) > 1:
+            summaries.append(summary(earlier + rows))
     doc = {"machine": f"{platform.machine()}, threads {args.threads}", "torch": torch.__version__, "results": results,
            "summaries": summaries, "before_source": BEFORE["source"], **prov}
     args.out.mkdir(parents=True, exist_ok=True)

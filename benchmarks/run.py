@@ -167,6 +167,15 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "compress_lossless": (90, [PY, str(HERE / "compress_lossless.py"), "--bin-model",
                                str(RUNS / "cli_recipe" / "model"), "--u8-model", str(RUNS / "bits_u8_10min" / "model"),
                                "--threads", "1", "--out", "benchmarks/results/compress"]),
+    # binarized lossless over 3 training seeds of the default recipe: seed 0 is cli_recipe_nll's model (its row in
+    # lossless.json, coded by compress_lossless), seeds 1 and 2 are trained and coded here
+    **{f"cli_recipe_s{s}": (35, [*VK, "train", "--data", str(DATA / "binarized_mnist.npz"), "--out",
+                                 str(RUNS / f"cli_recipe_s{s}"), "--time-limit", "30", "--seed", str(s),
+                                 "--no-progress"]) for s in (1, 2)},
+    "compress_lossless_bin_seeds": (3, [PY, str(HERE / "compress_lossless.py"), "--bin-model",
+                                        *(str(RUNS / f"cli_recipe_s{s}" / "model") for s in (1, 2)), "--threads", "1",
+                                        "--with-rows", "benchmarks/results/compress/lossless.json", "--name",
+                                        "lossless_bin_seeds", "--out", "benchmarks/results/compress"]),
     "compress_lossy": (60, [PY, str(HERE / "compress_lossy.py"), "--out", "benchmarks/results/compress"]),
     "fuzz_bitsback": (1, [PY, str(HERE / "fuzz_vkz.py"), "--codec", "bitsback", "--cases", "100000", "--out",
                            "benchmarks/results/compress/fuzz_bitsback.json"]),

@@ -39,12 +39,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cold", action="store_true", help="empty uv and pip caches: the install downloads everything")
     args = ap.parse_args()
+    prov = provenance()  # before the run: its commit is the one cloned, its load average the one the run met
     work = Path(tempfile.mkdtemp(prefix="vaekit-setup-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST"))}
     if args.cold:
         env.update(UV_CACHE_DIR=str(work / "uv-cache"), PIP_CACHE_DIR=str(work / "pip-cache"))
     try:
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(work / "p")], check=True)
+        subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(work / "p")], check=True)
+        subprocess.run(["git", "checkout", "-q", prov["provenance"]["commit"]], cwd=work / "p", check=True)
         if (ROOT.parent / "shared").exists():
             (work / "shared").symlink_to((ROOT.parent / "shared").resolve())
         steps = {}
@@ -59,7 +61,7 @@ def main() -> int:
                 print(tail, file=sys.stderr)
                 break
         total = sum(s["seconds"] for s in steps.values())
-        result = {**provenance(), "cold_caches": args.cold, "steps": steps,
+        result = {**prov, "cold_caches": args.cold, "steps": steps,
                   "both_commands_s": round(total, 1), "goal_s": 180, "goal_met": total <= 180 and len(steps) == 3
                   and all(s["rc"] == 0 for s in steps.values())}
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -90,6 +90,10 @@ SERVER = textwrap.dedent('''
                 rc = 1
             sys.stdout.flush(); sys.stderr.flush()
             os._exit(rc or 0)
+        try:
+            os.setpgid(pid, pid)  # also from this side (whichever runs first): the group exists before the client hears
+        except OSError:
+            pass
         for fd in fds:
             os.close(fd)
         conn.sendall(pid.to_bytes(4, "big"))
@@ -107,8 +111,11 @@ CLIENT = textwrap.dedent('''\
     socket.send_fds(s, [len(req).to_bytes(8, "big") + req], [0, 1, 2])
     pid = int.from_bytes(s.recv(4), "big")
 
-    def stop(signum, frame):  # a timeout or Ctrl-C of this client stops the command too
-        os.killpg(pid, signal.SIGKILL)
+    def stop(signum, frame):  # a SIGTERM or Ctrl-C of this client stops the command too
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)

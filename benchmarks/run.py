@@ -170,7 +170,7 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     # binarized lossless over 3 training seeds of the default recipe: seed 0 is cli_recipe_nll's model (its row in
     # lossless.json, coded by compress_lossless), seeds 1 and 2 are trained and coded here. Their thread count is
     # fixed: with the load-aware default a run started right after another job takes 1 thread, and a 30-minute
-    # budget then buys half the training (seed 0 ran with the default count on an idle machine: 2)
+    # budget then buys half the training (seed 0 ran with the default count; its run folder, which recorded it, is gone)
     **{f"cli_recipe_s{s}": (35, [*VK, "train", "--data", str(DATA / "binarized_mnist.npz"), "--out",
                                  str(RUNS / f"cli_recipe_s{s}"), "--time-limit", "30", "--seed", str(s), "--threads",
                                  "2", "--no-progress"]) for s in (1, 2)},

@@ -28,10 +28,10 @@ SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)")
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str]:
-    """Run CMD → (seconds, exit code, the output's last 3,000 characters)."""
+    """Run CMD → (seconds, exit code, the output's last 6,000 characters)."""
     t = time.perf_counter()
     p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return time.perf_counter() - t, p.returncode, p.stdout[-3000:]
+    return time.perf_counter() - t, p.returncode, p.stdout[-6000:]
 
 
 def main() -> int:
@@ -57,6 +57,8 @@ def main() -> int:
             if name == "test":
                 last = [ln for ln in tail.splitlines() if re.search(r"\d+ (passed|failed)", ln)][-1:]
                 steps[name]["summary"] = {kind: int(n) for n, kind in SUMMARY.findall(last[0] if last else "")}
+                steps[name]["slowest"] = [ln.strip() for ln in tail.splitlines()
+                                          if re.match(r"\s*[\d.]+s (call|setup|teardown) ", ln)]
             if rc:
                 print(tail, file=sys.stderr)
                 break

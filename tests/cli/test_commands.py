@@ -123,3 +123,18 @@ def test_conv_model_on_8bit_images_from_an_image_folder(warm_cli, tmp_path):
     assert res["n"] == 60 and res["nll"] <= -res["elbo"] + 1e-3
     assert res["bits_per_dim"] == pytest.approx(res["nll"] / (64 * np.log(2)))  # 8-bit data: nats → bits per pixel
     run(warm_cli, "sample", out, "--n", 4, "-o", tmp_path / "c.png")
+
+
+def test_warm_cli_children_are_fresh_unseeded_processes(warm_cli):
+    """The warm server (tests/warm_cli.py) that most CLI tests use: each command is its own process, its random
+    generators are not the server's (an unseeded command differs run to run), and exit codes and stdin pass."""
+    py = [sys.executable, "-S", str(warm_cli.bin / "python")]
+    code = "import os, random, numpy, torch; print(os.getpid(), random.random(), numpy.random.random(), torch.rand(1))"
+    a, b = (subprocess.run([*py, "-c", code], capture_output=True, text=True, timeout=60) for _ in range(2))
+    assert a.returncode == b.returncode == 0, a.stderr
+    assert all(x != y for x, y in zip(a.stdout.split(" ", 3), b.stdout.split(" ", 3))), (a.stdout, b.stdout)
+    p = subprocess.run([*py, "-c", "import sys; print(sys.stdin.read()[::-1]); sys.exit(3)"], input="abc",
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3 and p.stdout.strip() == "cba"
+    p = warm_cli.run(["train", "--data", "missing.npz", "--out", "o"])
+    assert p.returncode == 2 and p.stderr.strip() == "error: missing.npz: file not found"

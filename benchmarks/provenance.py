@@ -21,6 +21,13 @@ def _git(*args: str) -> str:
         return ""
 
 
+def dirty_paths() -> list[str]:
+    """Tracked files changed since the commit, outputs under benchmarks/results/ left out: ``run.py`` logs each step
+    there before the next one starts, and no script's code lives there."""
+    paths = _git("diff", "--name-only", "HEAD").splitlines()
+    return [p for p in paths if not p.startswith("benchmarks/results/")]
+
+
 def cpu() -> dict[str, Any]:
     from vaekit.runtime import cpu_flags
 
@@ -38,8 +45,9 @@ def cpu() -> dict[str, Any]:
 def provenance(argv: list[str] | None = None, threads: int | None = None) -> dict[str, Any]:
     import torch
 
+    changed = dirty_paths()
     return {"provenance": {
-        "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "commit": _git("rev-parse", "HEAD"), "dirty": bool(changed), "dirty_paths": changed[:20],
         "command": " ".join([Path(sys.executable).name, *(sys.argv if argv is None else argv)]),
         "threads": threads if threads is not None else torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu": cpu(),

@@ -10,6 +10,8 @@ JPEG: Pillow's abbreviated stream without quantization/Huffman tables, streamtyp
 cubic fit of log-rate over PSNR on the overlapping PSNR interval) vs JPEG, negative = fewer bits.
 
     OMP_NUM_THREADS=1 python benchmarks/compress_lossy.py --out benchmarks/results/compress [--n-test 1000]
+    python benchmarks/compress_lossy.py --seed 1 --name lossy_s1      # another training seed (codecs *_s1)
+    python benchmarks/compress_lossy.py --summarize lossy.json lossy_s1.json lossy_s2.json --name lossy_seeds
 """
 from __future__ import annotations
 
@@ -105,12 +107,13 @@ def eval_ours(images: list[np.ndarray], codec_for: Callable[[int], Any], n_level
     return points, speed
 
 
-def ensure_codec(name: str, images: Any, out: Path, log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+def ensure_codec(name: str, images: Any, out: Path, log: Callable[[str], None],
+                 seed: int = 0) -> tuple[Path, dict[str, Any]]:
     """Train the codec into ``out`` unless it is already there → (folder, its recorded training time)."""
     if not (out / "config.json").is_file():
         s = dict(SETTINGS[name.split("_fold")[0]])
         lambdas = s.pop("lambdas")
-        train_codec(images, out, lambdas, seed=0, log=lambda m: log(f"[{name}] {m}"), **s)
+        train_codec(images, out, lambdas, seed=seed, log=lambda m: log(f"[{name}] {m}"), **s)
     train = json.loads((out / "config.json").read_text())["extra"].get("train", {})
     return out, {"wall_seconds": train.get("seconds"), "cpu_seconds": train.get("cpu_seconds")}
 
@@ -170,6 +173,7 @@ def plot(path: Path, title: str, res: dict[str, list[dict[str, float]]]) -> None
 
 def run_set(name: str, args: argparse.Namespace, models: Path, log: Callable[[str], None]) -> dict[str, Any]:
     t0 = time.perf_counter()
+    sfx = f"_s{args.seed}" if args.seed else ""  # seed 0's folders keep their first names
     train_cpu: dict[str, Any] = {}
     if name == "kodak":
         files = sorted((SHARED / "kodak").glob("kodim*.png"))
@@ -177,7 +181,8 @@ def run_set(name: str, args: argparse.Namespace, models: Path, log: Callable[[st
         folds = [(list(range(0, 12)), list(range(12, 24))), (list(range(12, 24)), list(range(0, 12)))]
         codecs = []
         for k, (tr, _) in enumerate(folds):
-            d, cpu = ensure_codec(f"kodak_fold{k}", [imgs[i] for i in tr], models / f"kodak_fold{k}", log)
+            d, cpu = ensure_codec(f"kodak_fold{k}", [imgs[i] for i in tr], models / f"kodak_fold{k}{sfx}", log,
+                                  args.seed)
             train_cpu[f"fold{k}"] = cpu
             codecs.append(load_codec(d))
         test = [i for _, te in folds for i in te]
@@ -186,7 +191,7 @@ def run_set(name: str, args: argparse.Namespace, models: Path, log: Callable[[st
         protocol = "2-fold: codec trained on kodim01-12 codes kodim13-24, codec trained on kodim13-24 codes kodim01-12"
     else:
         z = np.load(SHARED / f"{name}.npz")
-        d, cpu = ensure_codec(name, z["x_train"], models / name, log)
+        d, cpu = ensure_codec(name, z["x_train"], models / f"{name}{sfx}", log, args.seed)
         train_cpu["codec"] = cpu
         codec = load_codec(d)
         which = None
@@ -196,8 +201,9 @@ def run_set(name: str, args: argparse.Namespace, models: Path, log: Callable[[st
     ours, speed = eval_ours(test_imgs, (lambda i: which[i]) if which else (lambda i: codec), len(
         (codecs[0] if which else codec).lambdas))
     res = {"ours": ours, **eval_baselines(test_imgs, QUALITIES["kodak" if name == "kodak" else "small"])}
-    plot(args.out / f"lossy_rd_{name}.png", f"{name}: rate–distortion (test images)", res)
-    return {"protocol": protocol, "points": res, **bd_fields(res), "speed": speed,
+    if not args.seed:  # the README's plots are seed 0's
+        plot(args.out / f"lossy_rd_{name}.png", f"{name}: rate–distortion (test images)", res)
+    return {"protocol": protocol, "points": res, **bd_fields(res), "speed": speed, "seed": args.seed,
             "training_time": train_cpu, "settings": SETTINGS[name], "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -224,7 +230,45 @@ def write_md(path: Path, doc: dict[str, Any]) -> None:
                 setting = f"q{p['quality']} λ={p['lambda']:g}" if codec == "ours" else f"quality {p['quality']}"
                 lines.append(f"| {codec} | {setting} | {p['bpp']:.3f} | {p['bpp_stream']:.3f} | {p['psnr']:.2f} | "
                              f"{p['ms_ssim']:.4f} |")
-        lines += ["", f"![RD {name}](lossy_rd_{name}.png)", ""]
+        if not r.get("seed"):
+            lines += ["", f"![RD {name}](lossy_rd_{name}.png)", ""]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def summarize_seeds(files: list[Path]) -> dict[str, Any]:
+    """Mean ± s.d. over training seeds (one results file per seed) of every BD-rate, per set."""
+    from summarise_seeds import spread  # benchmarks/ is on sys.path (main)
+
+    docs = [json.loads(f.read_text()) for f in files]
+    out: dict[str, Any] = {"files": [f.name for f in files], "sets": {}}
+    for name in docs[0]["sets"]:
+        runs = [d["sets"][name] for d in docs if name in d["sets"]]
+        row: dict[str, Any] = {"seeds": [r.get("seed", 0) for r in runs], "protocol": runs[0]["protocol"]}
+        for field in ("bd_rate_psnr_pct", "bd_rate_psnr_pct_linear"):
+            row[field] = {k: spread([r[field][k] for r in runs]) for k in runs[0][field]
+                          if k != "psnr_overlap_vs_jpeg_db"}
+            row[field]["psnr_overlap_vs_jpeg_db"] = [r[field]["psnr_overlap_vs_jpeg_db"] for r in runs]
+        row["speed"] = {k: spread([r["speed"][k] for r in runs]) for k in ("encode_MB_s", "decode_MB_s")}
+        out["sets"][name] = row
+    return out
+
+
+def _ms(st: dict[str, Any]) -> str:
+    return "n/a" if st["mean"] != st["mean"] else f"{st['mean']:+.1f}% ± {st['sd']:.1f}"
+
+
+def write_seeds_md(path: Path, doc: dict[str, Any]) -> None:
+    lines = ["# Lossy codec over training seeds: BD-rate (PSNR), mean ± s.d. over seeds", "",
+             f"From {', '.join(doc['files'])}; each file is one training seed of every codec, coded and scored the "
+             "same way (benchmarks/compress_lossy.py). Negative = fewer bits than the reference at equal PSNR.", "",
+             "| set | seeds | stream vs JPEG (cubic) | (piecewise) | file vs WebP (cubic) | file vs JPEG (cubic) | "
+             "per seed: stream vs JPEG |", "|---|---|---:|---:|---:|---:|---|"]
+    for name, r in doc["sets"].items():
+        c, lin = r["bd_rate_psnr_pct"], r["bd_rate_psnr_pct_linear"]
+        per = ", ".join(f"{v:+.1f}%" for v in c["ours_stream_vs_jpeg_stream"]["values"])
+        lines.append(f"| {name} | {len(r['seeds'])} | {_ms(c['ours_stream_vs_jpeg_stream'])} | "
+                     f"{_ms(lin['ours_stream_vs_jpeg_stream'])} | {_ms(c['ours_file_vs_webp_file'])} | "
+                     f"{_ms(c['ours_file_vs_jpeg_file'])} | {per} |")
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
@@ -235,17 +279,29 @@ def main() -> None:
     ap.add_argument("--sets", default="fashion_mnist,mnist,kodak")
     ap.add_argument("--n-test", type=int, default=1000, help="MNIST/Fashion-MNIST test images used.")
     ap.add_argument("--report-only", action="store_true", help="Recompute BD-rates, plots and the .md from "
-                    "the points already in OUT/lossy.json (no training or coding).")
+                    "the points already in OUT/NAME.json (no training or coding).")
+    ap.add_argument("--seed", type=int, default=0, help="Training seed of every codec (seed ≠ 0: folders *_sSEED).")
+    ap.add_argument("--name", default="lossy", help="Results file stem: OUT/NAME.json and OUT/NAME.md.")
+    ap.add_argument("--summarize", nargs="+", metavar="FILE", help="Only summarize these results files (one per "
+                    "seed, names relative to OUT) over seeds into OUT/NAME.json/.md.")
     args = ap.parse_args()
+    if args.summarize:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from provenance import provenance
+
+        doc = {**summarize_seeds([args.out / f for f in args.summarize]), **provenance()}
+        atomic_write_text(args.out / f"{args.name}.json", json.dumps(doc, indent=2))
+        write_seeds_md(args.out / f"{args.name}.md", doc)
+        return
     if args.report_only:
-        path = args.out / "lossy.json"
+        path = args.out / f"{args.name}.json"
         doc = json.loads(path.read_text())
         for name, r in doc["sets"].items():
             r.update(bd_fields(r["points"]))
             plot(args.out / f"lossy_rd_{name}.png", f"{name}: rate–distortion (test images)", r["points"])
         doc["notes"] = __doc__.split("\n\n")[1].replace("\n", " ")
         atomic_write_text(path, json.dumps(doc, indent=2))
-        write_md(args.out / "lossy.md", doc)
+        write_md(args.out / f"{args.name}.md", doc)
         return
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -254,7 +310,7 @@ def main() -> None:
     prov = provenance(threads=1)  # before the run: its load average is the one the run met
     models = args.models or args.out / "lossy_models"
     log = lambda m: print(m, flush=True)  # noqa: E731
-    path = args.out / "lossy.json"
+    path = args.out / f"{args.name}.json"
     for name in args.sets.split(","):
         res = run_set(name, args, models, log)
         doc = json.loads(path.read_text()) if path.is_file() else {"sets": {}}  # re-read: other runs may write too
@@ -262,7 +318,7 @@ def main() -> None:
         doc.update(notes=__doc__.split("\n\n")[1].replace("\n", " "), platform=platform.platform(),
                    torch=torch.__version__, threads=torch.get_num_threads(), qualities=QUALITIES, **prov)
         atomic_write_text(path, json.dumps(doc, indent=2))
-        write_md(args.out / "lossy.md", doc)
+        write_md(args.out / f"{args.name}.md", doc)
         log(f"[{name}] BD-rate vs JPEG: {doc['sets'][name]['bd_rate_psnr_pct']}")
 
 

@@ -179,6 +179,11 @@ PLAN: dict[str, tuple[float, list[str]]] = {
                                         "--with-rows", "benchmarks/results/compress/lossless.json", "--name",
                                         "lossless_bin_seeds", "--out", "benchmarks/results/compress"]),
     "compress_lossy": (60, [PY, str(HERE / "compress_lossy.py"), "--out", "benchmarks/results/compress"]),
+    # the lossy codecs over 3 training seeds: seed 0 is compress_lossy's, seeds 1 and 2 are trained and coded here
+    **{f"compress_lossy_s{s}": (45, [PY, str(HERE / "compress_lossy.py"), "--seed", str(s), "--name", f"lossy_s{s}",
+                                     "--out", "benchmarks/results/compress"]) for s in (1, 2)},
+    "compress_lossy_seeds": (1, [PY, str(HERE / "compress_lossy.py"), "--summarize", "lossy.json", "lossy_s1.json",
+                                 "lossy_s2.json", "--name", "lossy_seeds", "--out", "benchmarks/results/compress"]),
     "fuzz_bitsback": (1, [PY, str(HERE / "fuzz_vkz.py"), "--codec", "bitsback", "--cases", "100000", "--out",
                            "benchmarks/results/compress/fuzz_bitsback.json"]),
     "fuzz_lossy": (1, [PY, str(HERE / "fuzz_vkz.py"), "--codec", "lossy", "--cases", "100000", "--out",

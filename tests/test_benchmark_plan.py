@@ -17,8 +17,9 @@ from tests.helpers import load_benchmark
 
 RESULTS = ROOT / "benchmarks" / "results"
 OPERATIONAL = {"--resume": 0, "--snapshot-minutes": 1, "--no-progress": 0}
-# files that are not results: the run log, and model folders kept beside a result
-NOT_RESULTS = re.compile(r"(^run_log\.json$|/(run|snap_\d+)/model/|/(run|snap_\d+)/config\.json$)")
+# files that are not results: the run log, and model folders kept beside a result (run/, snap_*/, and the lossy
+# codecs that compress_lossy.py trains, git-ignored)
+NOT_RESULTS = re.compile(r"(^run_log\.json$|^compress/lossy_models/|/(run|snap_\d+)/model/|/(run|snap_\d+)/config\.json$)")
 
 
 def _normal(args: list[str]) -> str:

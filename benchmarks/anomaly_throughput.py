@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -28,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import peak_rss_mb  # noqa: E402
 
 N_FIT = 20_000
 
@@ -50,18 +52,6 @@ def generate(n: int, seed: int = 0, mixed: bool = False) -> Any:
     return df
 
 
-def _rss_mb() -> float:
-    """This process's peak resident memory (MB): VmHWM, which starts afresh at exec (Linux's ru_maxrss does not:
-    a spawned child would inherit the parent's peak); ru_maxrss elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def task(kind: str, work: str, threads: int) -> dict[str, Any]:
     """One measurement in a fresh process → rows/s, seconds, peak RSS (MB)."""
     import pandas as pd
@@ -74,10 +64,10 @@ def task(kind: str, work: str, threads: int) -> dict[str, Any]:
 
         det_dir, src = (w / "det_mixed", w / "mixed.csv") if kind.endswith("mixed") else (
             w / "det", w / ("data.parquet" if "parquet" in kind else "data.csv"))
-        base = _rss_mb()
+        base = peak_rss_mb()
         res = score_file(det_dir, src, w / f"scores_{kind}.csv", chunksize=50_000)
         return {"kind": kind, "rows": res["rows"], "seconds": res["seconds"], "rows_per_s": res["rows_per_second"],
-                "peak_rss_mb": _rss_mb(), "rss_before_mb": base}
+                "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base}
     x = pd.read_parquet(w / "data.parquet").to_numpy(np.float32)
     if kind.startswith("vaekit_memory"):
         from vaekit.jobs.anomaly.files import load_detector
@@ -94,13 +84,13 @@ def task(kind: str, work: str, threads: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     s = det.decision_function(x)
     dt = time.perf_counter() - t0
-    out = {"kind": kind, "rows": len(s), "seconds": dt, "rows_per_s": len(s) / dt, "peak_rss_mb": _rss_mb()}
+    out = {"kind": kind, "rows": len(s), "seconds": dt, "rows_per_s": len(s) / dt, "peak_rss_mb": peak_rss_mb()}
     if kind == "pyod_vae_memory":  # PyOD scores in batches of its training batch size (32) unless told otherwise
         out["fit_seconds"] = fit_s
         t0 = time.perf_counter()
         det.decision_function(x, batch_size=10_000)
         dt = time.perf_counter() - t0
-        out["batch_10000"] = {"seconds": dt, "rows_per_s": len(s) / dt, "peak_rss_mb": _rss_mb()}
+        out["batch_10000"] = {"seconds": dt, "rows_per_s": len(s) / dt, "peak_rss_mb": peak_rss_mb()}
     return out
 
 

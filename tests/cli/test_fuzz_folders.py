@@ -29,3 +29,19 @@ def test_mutated_explorer_requests_never_get_a_server_error() -> None:
     assert doc["failures"] == 0, doc["failure_examples"]
     assert "200" in doc["outcomes"] and "422" in doc["outcomes"]
     assert doc["worst_case_seconds"] < 2.0
+
+
+def test_the_fuzzers_peak_memory_is_their_own_run_not_the_worker_s() -> None:
+    """The RSS limit judges the fuzz run: a pytest worker's earlier tests' peak (ru_maxrss: the whole process's
+    life) must not count. A 400 MB array made and freed before the run is outside the run's peak."""
+    import numpy as np
+
+    tally = load_benchmark("fuzz_folders")  # the fuzzer's own Tally (it puts benchmarks/ on the path)
+    memory = load_benchmark("peak_memory")
+    big = np.ones(50_000_000)  # 400 MB, touched
+    before = memory.peak_rss_mb()
+    del big
+    doc = tally.Tally(1.0, 1e9).summary("nothing", 0, 0)
+    if doc.get("peak_rss_scope", "run") != "run":
+        pytest.skip("this OS cannot reset a process's peak RSS")
+    assert doc["peak_rss_mb"] < before - 300, (doc["peak_rss_mb"], before)

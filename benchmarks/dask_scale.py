@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from peak_memory import peak_rss_mb  # VmHWM: reset by exec, unlike ru_maxrss, which a spawned worker inherits
 from provenance import provenance
 
 COLS = [f"x{j}" for j in range(8)]
@@ -58,14 +58,6 @@ def make_table(folder: Path, rows: int, seed: int = 0) -> list[Path]:
     return files
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM: reset by exec, unlike ru_maxrss, which a spawned worker inherits)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _warm() -> None:
     import vaekit.jobs.anomaly.detector
     import vaekit.jobs.impute.imputer  # noqa: F401
@@ -90,7 +82,7 @@ def run_config(kind: str, est: Any, files: list[Path], rows: int, workers: int) 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
             Client(cl) as client:
         client.run(_warm)
-        base = client.run(_peak_rss_mb)
+        base = client.run(peak_rss_mb)
         t0 = time.perf_counter()
         ddf = dd.read_parquet([str(f) for f in files], split_row_groups=True)
         per_part = min(ROW_GROUP, max(1, rows // 4))  # the same partitions for any worker count, ≥ 4 of them
@@ -105,7 +97,7 @@ def run_config(kind: str, est: Any, files: list[Path], rows: int, workers: int) 
             res = vdask.impute(ddf.map_partitions(_mask, 0.1, meta=ddf._meta), est)
             done, check = dask.compute(res[COLS[0]].count(), res[COLS].isna().sum().sum())
         seconds = time.perf_counter() - t0
-        peak = client.run(_peak_rss_mb)
+        peak = client.run(peak_rss_mb)
     return {"job": kind, "workers": workers, "rows": int(done), "partitions": n_parts, "seconds": round(seconds, 2),
             "rows_per_second": round(done / seconds, 1),
             "extrapolated_seconds_for_1e7_rows": round(1e7 / (done / seconds), 0),

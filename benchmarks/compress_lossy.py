@@ -285,10 +285,10 @@ def main() -> None:
     ap.add_argument("--summarize", nargs="+", metavar="FILE", help="Only summarize these results files (one per "
                     "seed, names relative to OUT) over seeds into OUT/NAME.json/.md.")
     args = ap.parse_args()
-    if args.summarize:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from provenance import provenance
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from provenance import provenance
 
+    if args.summarize:
         doc = {**summarize_seeds([args.out / f for f in args.summarize]), **provenance()}
         atomic_write_text(args.out / f"{args.name}.json", json.dumps(doc, indent=2))
         write_seeds_md(args.out / f"{args.name}.md", doc)
@@ -304,9 +304,6 @@ def main() -> None:
         write_md(args.out / f"{args.name}.md", doc)
         return
     torch.set_num_threads(1)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from provenance import provenance
-
     prov = provenance(threads=1)  # before the run: its load average is the one the run met
     models = args.models or args.out / "lossy_models"
     log = lambda m: print(m, flush=True)  # noqa: E731

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,7 @@ from tests.helpers import load_benchmark
 
 RESULTS = ROOT / "benchmarks" / "results"
 OPERATIONAL = {"--resume": 0, "--snapshot-minutes": 1, "--no-progress": 0}
-# files that are not results: the run log, and model folders kept beside a result (run/, snap_*/, and the lossy
-# codecs that compress_lossy.py trains, git-ignored)
-NOT_RESULTS = re.compile(r"(^run_log\.json$|^compress/lossy_models/|/(run|snap_\d+)/model/|/(run|snap_\d+)/config\.json$)")
-
+NOT_RESULTS = {"run_log.json"}  # written by run.py before each step; not a result
 
 def _normal(args: list[str]) -> str:
     """One comparable string for a command (its arguments after the interpreter)."""
@@ -51,7 +49,15 @@ def _provenance(doc: Any) -> dict[str, Any] | None:
 
 
 def _results() -> list[Path]:
-    return [p for p in sorted(RESULTS.rglob("*.json")) if not NOT_RESULTS.search(p.relative_to(RESULTS).as_posix())]
+    """The JSON files under benchmarks/results that git would commit (tracked, or new and not ignored): model folders
+    kept beside a result (git-ignored) are not results. Outside a git checkout (an unpacked archive), every file."""
+    git = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", str(RESULTS)],
+                         cwd=ROOT, capture_output=True)
+    if git.returncode == 0:
+        files = sorted(ROOT / f for f in git.stdout.decode().split("\0") if f.endswith(".json"))
+    else:
+        files = sorted(RESULTS.rglob("*.json"))
+    return [p for p in files if p.relative_to(RESULTS).as_posix() not in NOT_RESULTS and p.exists()]
 
 
 def _commands(doc: dict[str, Any], prov: dict[str, Any]) -> list[str]:

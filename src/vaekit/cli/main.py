@@ -54,7 +54,8 @@ app.add_typer(deploy_app)                      # export (ONNX / TorchScript)
 COMMAND_MODULES = ("vaekit.core.workflows", "vaekit.cli.demo", "vaekit.jobs.generate.files",
                    "vaekit.jobs.compress.lossless", "vaekit.jobs.compress.lossy", "vaekit.jobs.compress.lossy_train",
                    "vaekit.jobs.anomaly.files", "vaekit.jobs.impute.files", "vaekit.jobs.impute.inpaint",
-                   "vaekit.jobs.explore.latent", "vaekit.deploy.export")
+                   "vaekit.jobs.explore.latent", "vaekit.deploy.export",
+                   "torch._dynamo")  # PyTorch imports it lazily when the first optimizer is made: ~1.4 s, ~3 s uncached
 
 
 def preload() -> None:

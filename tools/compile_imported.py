@@ -14,16 +14,24 @@ import os
 import subprocess
 import sys
 
-# two groups of about equal import time (torch alone is ~1,100 modules); each one's own imports follow. torch._dynamo
-# is imported lazily by PyTorch when the first optimizer is made (every training process): 2.4 s of parsing uncached
+# two groups of about equal import time (torch alone is ~1,100 modules); each one's own imports follow. Modules that
+# are imported only lazily are named too: torch.distributed.run (the distributed launcher), ONNX export's symbolic
+# opsets, narwhals' pandas backend (scikit-learn), schemathesis' OpenAPI specs; group 0 then runs the CLI's preload
+# (vaekit.cli.main.LAZY_DEPENDENCIES: torch._dynamo, which every training process imports, 2.4 s of parsing uncached)
 GROUPS = [
-    ["torch", "torch._dynamo", "safetensors.torch", "onnx", "onnxruntime", "constriction", "typer", "tqdm", "threadpoolctl",
-     "PIL.Image", "vaekit", "vaekit.cli.main", "pytest", "xdist", "importlinter", "hypothesis", "schemathesis",
+    ["torch", "torch.distributed.run", "torch.onnx._internal.torchscript_exporter.symbolic_opset20",
+     "torch.profiler._cupti_monitor", "safetensors.torch", "onnx", "onnxruntime", "constriction", "typer", "tqdm",
+     "threadpoolctl", "PIL.Image", "vaekit", "vaekit.cli.main", "pytest", "xdist", "importlinter", "hypothesis",
+     "schemathesis",
      "pandas", "pyarrow", "pyarrow.parquet", "matplotlib.pyplot", "dask", "dask.dataframe", "distributed"],
     ["numpy", "scipy.special", "scipy.stats", "sklearn.ensemble", "sklearn.experimental.enable_iterative_imputer",
      "sklearn.impute", "sklearn.mixture", "sklearn.neighbors", "sklearn.decomposition",
      "sklearn.utils.estimator_checks", "fastapi", "fastapi.testclient", "uvicorn", "httpx", "pydantic", "starlette",
-     "pyod.models.iforest", "playwright.sync_api"],
+     "pyod.models.iforest", "playwright.sync_api", "narwhals._pandas_like.dataframe", "schemathesis.specs.openapi",
+     "hypothesis.strategies", "narwhals._pandas_like.namespace", "narwhals._pandas_like.group_by",
+     "narwhals._interchange.dataframe", "sklearn.datasets.descr", "sklearn.datasets.data",
+     "PIL.JpegImagePlugin", "PIL.PpmImagePlugin", "PIL.GifImagePlugin", "PIL.BmpImagePlugin", "PIL.features",
+     "pandas.io.formats.csvs", "matplotlib.backends.backend_agg", "typer._click._textwrap"],
 ]
 
 
@@ -35,6 +43,8 @@ def import_all(names: list[str]) -> int:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an optional extra that is not installed: nothing to compile
             pass
+    if "vaekit.cli.main" in sys.modules:
+        sys.modules["vaekit.cli.main"].preload()
     return len(sys.modules)
 
 

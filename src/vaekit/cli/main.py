@@ -54,8 +54,10 @@ app.add_typer(deploy_app)                      # export (ONNX / TorchScript)
 COMMAND_MODULES = ("vaekit.core.workflows", "vaekit.cli.demo", "vaekit.jobs.generate.files",
                    "vaekit.jobs.compress.lossless", "vaekit.jobs.compress.lossy", "vaekit.jobs.compress.lossy_train",
                    "vaekit.jobs.anomaly.files", "vaekit.jobs.impute.files", "vaekit.jobs.impute.inpaint",
-                   "vaekit.jobs.explore.latent", "vaekit.deploy.export",
-                   "torch._dynamo")  # PyTorch imports it lazily when the first optimizer is made: ~1.4 s, ~3 s uncached
+                   "vaekit.jobs.explore.latent", "vaekit.deploy.export")
+# what a command imports only when it runs: PyTorch's first optimizer imports torch._dynamo (~1.4 s); typer's
+# parameter adapters import pydantic; the trainer tries TensorBoard (absent unless installed)
+LAZY_DEPENDENCIES = ("torch._dynamo", "typer._adapters", "typer._click.decorators", "torch.utils.tensorboard")
 
 
 def preload() -> None:
@@ -63,6 +65,11 @@ def preload() -> None:
     per command, so that the children share them (tests/test_readme_examples.py, benchmarks/hostile_inputs.py)."""
     for name in COMMAND_MODULES:
         importlib.import_module(name)
+    for name in LAZY_DEPENDENCIES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional package, or another version's layout: only a slower first command
+            pass
 
 
 OUTPUT_OPTIONS = ("-o", "--out", "--plot", "--uncertainty")

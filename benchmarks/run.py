@@ -200,6 +200,9 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "generation_tabular": (4, [PY, str(HERE / "generation_tabular.py"), "--out", "benchmarks/results/generation"]),
     "generation_tabular_s1": (4, [PY, str(HERE / "generation_tabular.py"), "--seed", "1", "--out", str(RUNS / "gen_s1")]),
     "generation_tabular_s2": (4, [PY, str(HERE / "generation_tabular.py"), "--seed", "2", "--out", str(RUNS / "gen_s2")]),
+    # TabularGenerator's early-stopping patience: which model each P keeps, from fits without it (~7 min)
+    "generator_patience": (8, [PY, str(HERE / "generator_patience.py"), "--out",
+                               "benchmarks/results/generation/patience.json"]),
     "generation_tabular_seeds": (1, [PY, str(HERE / "generation_tabular_seeds.py"), "benchmarks/results/generation",
                                      str(RUNS / "gen_s1"), str(RUNS / "gen_s2")]),
     "hostile_inputs": (2, [PY, str(HERE / "hostile_inputs.py")]),

@@ -203,3 +203,25 @@ def test_an_edited_or_damaged_generator_folder_is_refused(fitted, tmp_path, edit
     with pytest.raises(CheckpointError, match=msg) as e:
         TabularGenerator.load(tmp_path / "g")
     assert "\n" not in str(e.value)
+
+
+def test_early_stopping_stops_patience_epochs_after_the_best_on_the_uninterrupted_trajectory():
+    """With patience P the fit runs exactly the epochs of a fit without it until P epochs in a row have not bettered
+    the held-out ELBO, then stops and keeps its best epoch; P = 0 runs to the end; a table under 50 rows has no
+    held-out part and never stops early; P must be an integer >= 0."""
+    df = shop_table(150, seed=3)
+    params = dict(max_steps=3000, latent_dim=4, hidden=(64, 64), random_state=0)
+    full = TabularGenerator(early_stopping=0, **params).fit(df)
+    early = TabularGenerator(early_stopping=10, **params).fit(df)
+    assert full.history_.stopped == "epochs" and early.history_.stopped == "early_stopping"
+    n = len(early.history_.epochs)
+    assert n == early.history_.best_epoch + 11 < len(full.history_.epochs)
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
+    assert drop_time(early.history_.epochs) == drop_time(full.history_.epochs[:n])
+    vals = [r["val_elbo"] for r in early.history_.epochs]
+    assert early.history_.best_epoch == int(np.argmax(vals))
+    tiny = TabularGenerator(early_stopping=1, max_steps=200, latent_dim=2, hidden=(8,), random_state=0).fit(df[:40])
+    assert tiny.history_.stopped == "epochs"
+    for bad in (-1, 1.5, True):
+        with pytest.raises(VaekitError, match="early_stopping must be an integer >= 0"):
+            TabularGenerator(early_stopping=bad).fit(df)

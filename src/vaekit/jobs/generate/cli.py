@@ -41,6 +41,8 @@ def generate_fit(
     hidden: str = typer.Option("256,256", help="Hidden layer sizes, comma-separated."),
     epochs: int = typer.Option(300, help="Maximum epochs."),
     max_steps: int = typer.Option(4000, "--max-steps", help="Maximum optimizer steps."),
+    early_stopping: int = typer.Option(30, "--early-stopping", help="Stop after this many epochs without a better "
+                                       "held-out ELBO (0 = never; tables of 50+ rows hold out 10%)."),
     time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
                                      help="Stop training after this many minutes (0 = none), as 'vaekit train'."),
     prior: str = prior_option(),
@@ -59,11 +61,11 @@ def generate_fit(
     kinds = column_kinds(categorical, binary, continuous)
     with cli_wording(table, column_kinds=KIND_OPTIONS, condition_columns="--condition-columns",
                      column_transform="--transform", latent_dim="--latent-dim", max_steps="--max-steps",
-                     time_limit_min="--time-limit", **ZOO_OPTIONS):
+                     early_stopping="--early-stopping", time_limit_min="--time-limit", **ZOO_OPTIONS):
         res = fit_file(table, out, names(ignore), kinds, overwrite, condition_columns=names(condition_columns),
                        column_transform=transform, latent_dim=latent_dim, hidden=ints(hidden, "hidden"), epochs=epochs,
-                       max_steps=max_steps, time_limit_min=time_limit, prior=prior, posterior=posterior,
-                       stochastic_layers=stochastic_layers, random_state=seed, verbose=progress,
+                       max_steps=max_steps, early_stopping=early_stopping, time_limit_min=time_limit, prior=prior,
+                       posterior=posterior, stochastic_layers=stochastic_layers, random_state=seed, verbose=progress,
                        device=device, n_threads=threads or None)
     kinds_txt = ", ".join(f"{n}:{k}" for n, k in res["kinds"])
     typer.echo(f"fitted on {res['rows']} rows ({kinds_txt}) in {res['seconds']:.1f} s, {res['epochs']} epoch(s); "

@@ -16,7 +16,8 @@ is refused with the column and value named); generated continuous values are rou
 at fit time (its decimals).
 
 Training: Adam, cosine decay, min(``epochs``, steps / steps per epoch) epochs and at most ``time_limit_min``
-minutes; the weights with the best ELBO on a held-out ``validation_fraction`` of the rows are kept. The step budget
+minutes; the weights with the best ELBO on a held-out ``validation_fraction`` of the rows are kept, and training
+stops once ``early_stopping`` epochs (each ≥ 20 steps) in a row have not bettered it (0 = never). The step budget
 is sized to the data (n training rows, b = ``batch_size``): steps = min(max_steps, max(100, ⌈max_steps · min(1, n/b)²⌉)),
 i.e. ``max_steps`` once the rows fill a batch, far fewer for a table of a few dozen rows.
 """
@@ -86,7 +87,8 @@ class TabularGenerator(BaseEstimator):
                  column_transform: str = "quantile", latent_dim: int = 16, hidden: Sequence[int] = (256, 256),
                  activation: str = "tanh", beta: float = 1.0, epochs: int = 300, max_steps: int = 4000,
                  batch_size: int = 128, lr: float = 2e-3, obs_logvar_min: float = -7.0,
-                 validation_fraction: float = 0.1, time_limit_min: float = 0.0, clip: bool = True,
+                 validation_fraction: float = 0.1, early_stopping: int = 30, time_limit_min: float = 0.0,
+                 clip: bool = True,
                  prior: str = "standard_normal", posterior: str = "gaussian", stochastic_layers: int = 1,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto",
                  n_threads: int | None = None) -> None:
@@ -103,6 +105,7 @@ class TabularGenerator(BaseEstimator):
         self.lr = lr
         self.obs_logvar_min = obs_logvar_min
         self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
         self.time_limit_min = time_limit_min
         self.clip = clip
         self.prior = prior
@@ -120,6 +123,9 @@ class TabularGenerator(BaseEstimator):
         bad = [k for k, v in ints.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1]
         if bad:
             raise VaekitError(f"{', '.join(bad)} must be integers >= 1")
+        es = self.early_stopping
+        if isinstance(es, bool) or not isinstance(es, (int, np.integer)) or es < 0:
+            raise VaekitError(f"early_stopping must be an integer >= 0 (epochs; 0 = off), got {es!r}")
         if not 0 <= self.validation_fraction < 1 or not self.lr > 0 or not self.beta > 0 \
                 or not self.time_limit_min >= 0:
             raise VaekitError("validation_fraction must be in [0, 1), lr > 0, beta > 0 and time_limit_min >= 0")
@@ -230,6 +236,7 @@ class TabularGenerator(BaseEstimator):
         epochs = max(1, min(int(self.epochs), steps // math.ceil(len(x_tr) / bs)))
         tcfg = TrainConfig(epochs=epochs, batch_size=bs, lr=float(self.lr), beta=float(self.beta), schedule="cosine", objective="elbo",
                            warmup_epochs=0.0, precision="fp32",
+                           early_stopping=int(self.early_stopping) if n_val else 0,
                            seed=self._seed, time_limit_min=float(self.time_limit_min), nan_policy="rollback",
                            device=str(resolve_device(self.device)), num_threads=int(self.n_threads or 0))
         with torch.random.fork_rng():

@@ -210,7 +210,7 @@ def test_early_stopping_stops_patience_epochs_after_the_best_on_the_uninterrupte
     the held-out ELBO, then stops and keeps its best epoch; P = 0 runs to the end; a table under 50 rows has no
     held-out part and never stops early; P must be an integer >= 0."""
     df = shop_table(150, seed=3)
-    params = dict(max_steps=3000, latent_dim=4, hidden=(64, 64), random_state=0)
+    params = dict(max_steps=1200, latent_dim=4, hidden=(64,), random_state=0)
     full = TabularGenerator(early_stopping=0, **params).fit(df)
     early = TabularGenerator(early_stopping=10, **params).fit(df)
     assert full.history_.stopped == "epochs" and early.history_.stopped == "early_stopping"

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -55,7 +55,11 @@ def fit_history(name: str, conditional: bool, steps: int, seed: int) -> dict[str
             "seconds": round(time.perf_counter() - t, 2), "val_elbo": [e["val_elbo"] for e in gen.history_.epochs]}
 
 
-def summarize(fits: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(fits: list[dict[str, Any]], label: Callable[[dict[str, Any]], str] | None = None) -> dict[str, Any]:
+    """Per patience: fits whose kept epoch is the uninterrupted fit's, the worst held-out ELBO given up, the mean
+    share of epochs saved, and each changed fit (named by ``label``) — from each fit's ``val_elbo`` per epoch."""
+    label = label or (lambda f: f"{f['table']}{' (cond)' if f['conditional'] else ''}, {f['steps']} steps, seed "
+                                f"{f['seed']}")
     out: dict[str, Any] = {}
     for p in PATIENCES:
         same, lost, saved, changed = 0, [], [], []
@@ -67,8 +71,7 @@ def summarize(fits: list[dict[str, Any]]) -> dict[str, Any]:
             lost.append(v[full_kept] - v[kept])
             saved.append(1 - ran / len(v))
             if kept != full_kept:
-                changed.append(f"{f['table']}{' (cond)' if f['conditional'] else ''}, {f['steps']} steps, seed "
-                               f"{f['seed']}: epoch {kept} of {ran} kept, not {full_kept}; held-out ELBO "
+                changed.append(f"{label(f)}: epoch {kept} of {ran} kept, not {full_kept}; held-out ELBO "
                                f"{v[kept]:.3f} vs {v[full_kept]:.3f}")
         out[str(p)] = {"same_model": same, "fits": len(fits), "worst_elbo_given_up": round(max(lost), 4),
                        "epochs_saved_mean": round(float(np.mean(saved)), 3), "changed": changed}

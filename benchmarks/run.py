@@ -68,6 +68,9 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "zoo_hvae_vampprior": (70, [PY, str(HERE / "zoo.py"), "--models", "hvae_vampprior", "--minutes", "60", "--threads",
                                 "1", "--eval-k", "5000", "--eval-n", "1000", "--out", "benchmarks/results/zoo",
                                 "--runs", str(RUNS / "zoo_run")]),
+    # would detector early stopping change the ADBench members? read off fits without it (dev + held-out, ~10 min)
+    "detector_patience": (10, [PY, str(HERE / "detector_patience.py"), "--out",
+                               "benchmarks/results/anomaly/patience.json"]),
     "anomaly_adbench": (60, [PY, str(HERE / "anomaly_adbench.py"), "--out", "benchmarks/results/anomaly"]),
     "anomaly_throughput": (20, [PY, str(HERE / "anomaly_throughput.py"), "--out", "benchmarks/results/anomaly"]),
     # the four added baselines on the 11 development sets (the other methods' runs come from adbench.json)

@@ -1,8 +1,10 @@
 """VAE anomaly detection as a scikit-learn estimator with PyOD's conventions.
 
 The score kind is the ``score_type`` parameter (not ``score``: scikit-learn reserves that name for a method).
-``fit(X)`` trains ``n_models`` VAEs (seeds ``random_state + i``, each with early stopping on its own held-out
-``validation_fraction`` of X) and scores the training rows; ``decision_function`` is higher for more abnormal rows;
+``fit(X)`` trains ``n_models`` VAEs (seeds ``random_state + i``) on every row and scores the training rows (with
+``validation_fraction`` > 0 each member holds out its own share of X and keeps its best epoch on it — the held-out
+ELBO of a learned-variance decoder peaks in the first epochs, so the default keeps the best training-loss round:
+ADBench development 88.92 → 89.47, held-out 86.26 → 88.45 mean ROC-AUC; ``benchmarks/detector_patience.py``); ``decision_function`` is higher for more abnormal rows;
 ``predict`` gives 1 = outlier, 0 = inlier; ``score_samples`` = −decision_function (scikit-learn's sign).
 
 Scores (mean over the ensemble; z_l = μ(x) + σ(x)·ε_l with ONE fixed set of draws ε_1..ε_k per model, shared by
@@ -150,7 +152,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                  hidden: Sequence[int] = (64, 64), activation: str = "tanh", epochs: int = 1000,
                  batch_size: int = 128, lr: float = 2e-3, beta: float = 1.0, obs_logvar_min: float = -7.0,
                  obs_logvar_max: float | None = None, obs_variance: str = "decoder", trim: float = 0.2,
-                 validation_fraction: float = 0.1, early_stopping: int = 0, max_steps: int = 1000,
+                 validation_fraction: float = 0.0, early_stopping: int = 0, max_steps: int = 1000,
                  n_models: int = 5, likelihood: str = "auto", column_transform: str = "standard",
                  allow_missing: bool | Sequence[str] = False, unknown_category: str = "abnormal",
                  missing_score: str = "per_observed", column_kinds: Mapping[str, str] | None = None,

@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -35,8 +35,10 @@ def _readme_example() -> str:
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the README example once (it registers "unit_mixture"), in a scratch folder → its namespace."""
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Run the README example (it registers "unit_mixture"), in a scratch folder → its namespace. The registration
+    is removed at teardown: under xdist's work stealing a worker may leave this module and come back to it, which
+    runs a module fixture again, and a second class under the same name is (rightly) refused."""
     cwd = Path.cwd()
     work = tmp_path_factory.mktemp("readme_prior")
     torch.manual_seed(0)
@@ -47,7 +49,8 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     finally:
         os.chdir(cwd)
     ns["_dir"] = work / "runs" / "unit_mixture"
-    return ns
+    yield ns
+    PRIORS._items.pop("unit_mixture", None)  # noqa: SLF001 - undo the example's registration (see above)
 
 
 def test_registries_list_the_shipped_components() -> None:

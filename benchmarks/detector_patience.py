@@ -12,7 +12,6 @@ member keeps the same epoch, the ADBench figures cannot change under that P.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -24,12 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anomaly_adbench import DATASETS, heldout_sets, split  # noqa: E402
-from generator_patience import summarize  # noqa: E402
+from generator_patience import write  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 from vaekit import VAEAnomalyDetector  # noqa: E402
 from vaekit.core import trainer as trainer_module  # noqa: E402
-from vaekit.files import atomic_write_text  # noqa: E402
 
 
 def member_histories(name: str, seed: int, threads: int) -> tuple[list[list[float]], float]:
@@ -73,14 +71,7 @@ def main() -> int:
             print(f"{name} seed {seed}: {len(hists)} members, epochs {[len(v) for v in hists]}, best "
                   f"{[int(np.nanargmax(v)) for v in hists]}, {secs:.1f} s", flush=True)
     label = lambda f: f"{f['dataset']} seed {f['seed']} member {f['member']}"  # noqa: E731
-    doc = {"by_patience": summarize(fits, label),
-           "by_group": {g: summarize([f for f in fits if f["group"] == g], label) for g in ("dev", "heldout")},
-           "fits": fits, "notes": __doc__.split("\n\n")[1].replace("\n", " "), **prov}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(doc, indent=1))
-    for p, r in doc["by_patience"].items():
-        print(f"P={p}: same members {r['same_model']}/{r['fits']}, worst ELBO given up {r['worst_elbo_given_up']}, "
-              f"epochs saved {r['epochs_saved_mean']:.0%}")
+    write(args.out, fits, "by_group", lambda f: f["group"], label, __doc__, prov)
     return 0
 
 

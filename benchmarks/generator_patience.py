@@ -93,15 +93,23 @@ def main() -> int:
                 fits.append(fit_history(name, cond, steps, seed))
                 print(f"{name} cond={cond} steps={steps} seed={seed}: {len(fits[-1]['val_elbo'])} epochs, "
                       f"best {int(np.argmax(fits[-1]['val_elbo']))}, {fits[-1]['seconds']} s", flush=True)
-    doc = {"by_patience": summarize(fits),
-           "by_budget": {str(s): summarize([f for f in fits if f["steps"] == s]) for s in (1500, 4000)},
-           "fits": fits, "notes": __doc__.split("\n\n")[1].replace("\n", " "), **prov}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(doc, indent=1))
-    for p, r in doc["by_patience"].items():
-        print(f"P={p}: same model {r['same_model']}/{r['fits']}, worst ELBO given up {r['worst_elbo_given_up']}, "
-              f"epochs saved {r['epochs_saved_mean']:.0%}")
+    write(args.out, fits, "by_budget", lambda f: str(f["steps"]), None, __doc__, prov)
     return 0
+
+
+def write(out: Path, fits: list[dict[str, Any]], group_key: str, group: Callable[[dict[str, Any]], str],
+          label: Callable[[dict[str, Any]], str] | None, doc: str, prov: dict[str, Any]) -> None:
+    """OUT: the summary over all fits and per group (``group_key``: {group: summary}), the fits, the notes (DOC's
+    second paragraph) and the provenance; the summary printed."""
+    groups = sorted({group(f) for f in fits}, key=lambda g: (len(g), g))
+    report = {"by_patience": summarize(fits, label),
+              group_key: {g: summarize([f for f in fits if group(f) == g], label) for g in groups},
+              "fits": fits, "notes": doc.split("\n\n")[1].replace("\n", " "), **prov}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(report, indent=1))
+    for p, r in report["by_patience"].items():
+        print(f"P={p}: kept epoch unchanged in {r['same_model']}/{r['fits']} fits, worst ELBO given up "
+              f"{r['worst_elbo_given_up']}, epochs saved {r['epochs_saved_mean']:.0%}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,11 @@ def _show(value: Any) -> str:
     return r if len(r) <= 60 else r[:57] + "..."
 
 
+def is_whole(value: Any, lo: int = 1) -> bool:
+    """value is an integer (not a float, not a bool) ≥ lo: the count check of the estimators' parameters."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= lo
+
+
 def _int(value: Any, name: str, lo: int = 1, hi: int = MAX_SIZE) -> int:
     """An integer (not a float, not a bool) in lo..hi, else a one-line VaekitError naming the field."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from vaekit.core.budget import scaled_steps
-from vaekit.core.config import ModelConfig, TrainConfig, estimator_zoo
+from vaekit.core.config import ModelConfig, TrainConfig, estimator_zoo, is_whole
 from vaekit.core.likelihoods import MixedTabular
 from vaekit.core.model import VAE
 from vaekit.core.trainer import Trainer
@@ -88,8 +88,7 @@ class TabularGenerator(BaseEstimator):
                  activation: str = "tanh", beta: float = 1.0, epochs: int = 300, max_steps: int = 4000,
                  batch_size: int = 128, lr: float = 2e-3, obs_logvar_min: float = -7.0,
                  validation_fraction: float = 0.1, early_stopping: int = 30, time_limit_min: float = 0.0,
-                 clip: bool = True,
-                 prior: str = "standard_normal", posterior: str = "gaussian", stochastic_layers: int = 1,
+                 clip: bool = True, prior: str = "standard_normal", posterior: str = "gaussian", stochastic_layers: int = 1,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto",
                  n_threads: int | None = None) -> None:
         self.condition_columns = condition_columns
@@ -120,12 +119,11 @@ class TabularGenerator(BaseEstimator):
     def _check_params(self) -> None:
         ints = {"latent_dim": self.latent_dim, "epochs": self.epochs, "max_steps": self.max_steps,
                 "batch_size": self.batch_size}
-        bad = [k for k, v in ints.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1]
+        bad = [k for k, v in ints.items() if not is_whole(v)]
         if bad:
             raise VaekitError(f"{', '.join(bad)} must be integers >= 1")
-        es = self.early_stopping
-        if isinstance(es, bool) or not isinstance(es, (int, np.integer)) or es < 0:
-            raise VaekitError(f"early_stopping must be an integer >= 0 (epochs; 0 = off), got {es!r}")
+        if not is_whole(self.early_stopping, lo=0):
+            raise VaekitError(f"early_stopping must be an integer >= 0 (epochs; 0 = off), got {self.early_stopping!r}")
         if not 0 <= self.validation_fraction < 1 or not self.lr > 0 or not self.beta > 0 \
                 or not self.time_limit_min >= 0:
             raise VaekitError("validation_fraction must be in [0, 1), lr > 0, beta > 0 and time_limit_min >= 0")

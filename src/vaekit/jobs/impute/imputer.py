@@ -63,7 +63,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vaekit.core.budget import scaled_steps
-from vaekit.core.config import ModelConfig, TrainConfig, estimator_zoo
+from vaekit.core.config import ModelConfig, TrainConfig, estimator_zoo, is_whole
 from vaekit.core.inference import shared_eps, sir, snis
 from vaekit.core.model import VAE
 from vaekit.core.trainer import Trainer
@@ -173,7 +173,7 @@ class VAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 "batch_size": self.batch_size}
         auto = ("max_steps", "batch_size")
         bad = [n for n, v in ints.items() if not (n in auto and _is_auto(v))
-               and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1)]
+               and not is_whole(v)]
         if bad:
             raise VaekitError(f"{', '.join(bad)} must be integers >= 1"
                               + (" (or 'auto')" if set(bad) & set(auto) else ""))

@@ -20,6 +20,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 OPERATIONAL = {"--resume": 0, "--snapshot-minutes": 1, "--no-progress": 0}
 NOT_RESULTS = {"run_log.json"}  # written by run.py before each step; not a result
 
+
 def _normal(args: list[str]) -> str:
     """One comparable string for a command (its arguments after the interpreter)."""
     if args[:2] == ["-m", "vaekit"]:

@@ -81,6 +81,10 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "anomaly_dev_semi": (11, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", "dev", "--setting", "semi",
                               "--methods", "vaekit,IForest,ECOD,COPOD,KNN,PCA,LOF,HBOS,CBLOF,MCD", "--seeds", "1,2",
                               "--threads", "1", "--tag", "adbench_dev_semi"]),
+    # the same development run re-run with today's detector default (validation_fraction=0), vaekit only
+    "anomaly_dev_semi_val0": (5, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", "dev", "--setting", "semi",
+                                  "--methods", "vaekit", "--seeds", "1,2", "--threads", "1", "--tag",
+                                  "adbench_dev_semi_val0", "--merge", "benchmarks/results/anomaly/adbench_dev_semi.json"]),
     # held-out sets (benchmarks/anomaly_heldout_sets.py; never used to choose defaults), all 12 methods
     "anomaly_heldout": (12, [PY, str(HERE / "anomaly_adbench.py"), "--datasets", "heldout", "--threads", "1",
                              "--tag", "adbench_heldout", "--out", "benchmarks/results/anomaly"]),

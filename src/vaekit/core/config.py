@@ -58,14 +58,19 @@ def _show(value: Any) -> str:
     return r if len(r) <= 60 else r[:57] + "..."
 
 
+def _is_integer(value: Any) -> bool:
+    """An integer of any kind (Python or NumPy), not a float and not a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
 def is_whole(value: Any, lo: int = 1) -> bool:
     """value is an integer (not a float, not a bool) ≥ lo: the count check of the estimators' parameters."""
-    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= lo
+    return _is_integer(value) and value >= lo
 
 
 def _int(value: Any, name: str, lo: int = 1, hi: int = MAX_SIZE) -> int:
     """An integer (not a float, not a bool) in lo..hi, else a one-line VaekitError naming the field."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not _is_integer(value):
         raise VaekitError(f"{name} must be an integer, got {_show(value)}")
     v = int(value)
     if not lo <= v <= hi:

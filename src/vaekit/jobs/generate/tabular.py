@@ -88,7 +88,8 @@ class TabularGenerator(BaseEstimator):
                  activation: str = "tanh", beta: float = 1.0, epochs: int = 300, max_steps: int = 4000,
                  batch_size: int = 128, lr: float = 2e-3, obs_logvar_min: float = -7.0,
                  validation_fraction: float = 0.1, early_stopping: int = 30, time_limit_min: float = 0.0,
-                 clip: bool = True, prior: str = "standard_normal", posterior: str = "gaussian", stochastic_layers: int = 1,
+                 clip: bool = True, prior: str = "standard_normal", posterior: str = "gaussian",
+                 stochastic_layers: int = 1,
                  random_state: int | None = None, verbose: bool = False, device: str = "auto",
                  n_threads: int | None = None) -> None:
         self.condition_columns = condition_columns

@@ -46,8 +46,11 @@ def provenance(argv: list[str] | None = None, threads: int | None = None) -> dic
     import torch
 
     changed = dirty_paths()
+    # a copy without .git (the device machine gets the working tree only): the caller passes the commit along
+    commit = _git("rev-parse", "HEAD") or os.environ.get("VAEKIT_COMMIT", "")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"provenance": {
-        "commit": _git("rev-parse", "HEAD"), "dirty": bool(changed), "dirty_paths": changed[:20],
+        "commit": commit, "dirty": bool(changed), "dirty_paths": changed[:20], "gpu": gpu,
         "command": " ".join([Path(sys.executable).name, *(sys.argv if argv is None else argv)]),
         "threads": threads if threads is not None else torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu": cpu(),

@@ -47,9 +47,10 @@ def bare_loop(x: torch.Tensor, epochs: int = 1, fused: bool = False) -> None:
     """The reference: what a user writes by hand (``fused``: the same loop with the fused Adam kernel vaekit uses)."""
     enc = nn.Sequential(nn.Linear(784, 300), nn.Tanh(), nn.Linear(300, 300), nn.Tanh(), nn.Linear(300, 80))
     dec = nn.Sequential(nn.Linear(40, 300), nn.Tanh(), nn.Linear(300, 300), nn.Tanh(), nn.Linear(300, 784))
+    enc.to(x.device), dec.to(x.device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3, fused=fused)
     for _ in range(epochs):
-        perm = torch.randperm(len(x))
+        perm = torch.randperm(len(x), device=x.device)
         for i in range(0, len(x), 100):
             xb = x[perm[i:i + 100]]
             mu, logvar = enc(xb).chunk(2, -1)
@@ -63,10 +64,11 @@ def bare_loop(x: torch.Tensor, epochs: int = 1, fused: bool = False) -> None:
             opt.step()
 
 
-def vaekit_loop(x: torch.Tensor, precision: str = "fp32", threads: int = 0) -> None:
+def vaekit_loop(x: torch.Tensor, precision: str = "fp32", threads: int = 0, device: str = "cpu") -> None:
+    """``x`` stays where the user has it (in host memory): the Trainer moves each batch to ``device``."""
     model = VAE(ModelConfig(input_shape=(784,), latent_dim=LATENT, hidden=(300, 300), activation="tanh"))
     cfg = TrainConfig(epochs=1, batch_size=100, lr=1e-3, schedule="constant", precision=precision,
-                      objective="elbo", warmup_epochs=0.0, num_threads=threads, device="cpu")
+                      objective="elbo", warmup_epochs=0.0, num_threads=threads, device=device)
     Trainer(model, cfg, progress=True).fit(x)
 
 
@@ -103,12 +105,19 @@ def pythae_loop(x: torch.Tensor, workdir: str) -> None:
     BaseTrainer(model, BaseDataset(data, torch.zeros(len(data))), training_config=cfg).train()
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10, device: str = "cpu") -> float:
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    sync(device)
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
@@ -118,19 +127,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/throughput")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda: the bare loops hold the data on the device (as a "
+                    "hand-written GPU loop would); vaekit gets it in host memory and moves each batch")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    dev = args.device
     x = torch.from_numpy(np.load(args.data)["train"].astype(np.float32))
-    contenders = {"bare": lambda: bare_loop(x), "bare-fused": lambda: bare_loop(x, fused=True),
-                  "vaekit": lambda: vaekit_loop(x, threads=args.threads),
-                  "vaekit-bf16": lambda: vaekit_loop(x, "bf16", threads=args.threads)}
+    xd = x.to(dev)
+    contenders = {"bare": lambda: bare_loop(xd), "bare-fused": lambda: bare_loop(xd, fused=True),
+                  "vaekit": lambda: vaekit_loop(x, threads=args.threads, device=dev),
+                  "vaekit-bf16": lambda: vaekit_loop(x, "bf16", threads=args.threads, device=dev)}
+    if dev != "cpu":  # the same data already on the device, as the bare loops have it
+        contenders["vaekit-data-on-device"] = lambda: vaekit_loop(xd, threads=args.threads, device=dev)
     try:
         import pythae  # noqa: F401
-        work = tempfile.mkdtemp(prefix="pythae-")
-        contenders["pythae"] = lambda: pythae_loop(x, work)
+        if dev == "cpu":
+            work = tempfile.mkdtemp(prefix="pythae-")
+            contenders["pythae"] = lambda: pythae_loop(x, work)
     except ImportError:
         print("pythae not installed: skipped (pip install 'pythae==0.1.2')", file=sys.stderr)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    n = 8192 if dev.startswith("cuda") else 2048
+    peaks = {"fp32": matmul_peak(torch.float32, n, device=dev), "bf16": matmul_peak(torch.bfloat16, n, device=dev)}
     times: dict[str, list[float]] = {k: [] for k in contenders}
     order_rng = random.Random(0)
     for r in range(args.rounds):
@@ -138,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         order_rng.shuffle(order)
         for name, fn in order:
             torch.manual_seed(r)
+            sync(dev)
             t = time.perf_counter()
             fn()
+            sync(dev)
             times[name].append(time.perf_counter() - t)
             print(f"round {r} {name}: {len(x) / times[name][-1]:.0f} samples/s", file=sys.stderr, flush=True)
     rate = {k: len(x) / statistics.median(v) for k, v in times.items()}
@@ -147,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
            "batch_size": 100, "n": len(x), "train_flop_per_sample": TRAIN_FLOP, "matmul_peak_gflops": peaks,
            "achieved_gflops": {k: v * TRAIN_FLOP / 1e9 for k, v in rate.items()},
            "ratio_vs_bare": {k: v / rate["bare"] for k, v in rate.items()},
-           "torch": torch.__version__, "cpu_count": os.cpu_count(), **provenance(argv, args.threads)}
+           "device": dev, "torch": torch.__version__, "cpu_count": os.cpu_count(), **provenance(argv, args.threads)}
 
     def pairwise(base: str) -> dict[str, dict[str, float]]:
         """Per-round ratio of samples/s (= base time / contender time), min / median / max over rounds."""

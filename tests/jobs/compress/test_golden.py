@@ -96,7 +96,8 @@ def test_same_bytes_across_threads_batch_sizes_and_processes(tmp_path: Path):
     assert BitsBackCodec(model, lanes=256, batch=37).encode(x) == blob
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "a.vkz").write_bytes(blob)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     r = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path), str(GOLDEN / "mnist8")], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

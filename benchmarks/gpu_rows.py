@@ -11,6 +11,16 @@ run still returns what it finished):
      each scored with k = 5000 on as many test images as ``--eval-seconds`` allow.
 
     python benchmarks/gpu_rows.py --out $OUT --data .devdata/binarized_mnist.npz --cross .devdata/cross --seconds 540
+
+Preparing it here (the device machine gets the working tree only, not ../shared, and has no constriction):
+    mkdir -p .git/info && printf '/.devdata/\n/.whl/\n' >> .git/info/exclude
+    mkdir -p .devdata && cp ../shared/data/binarized_mnist.npz .devdata/
+    python benchmarks/cross_device.py prepare --dir .devdata/cross --n 10000
+    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_17_x86_64 -d .whl constriction==0.5.0
+and on the device (carry .devdata and .whl; 530 s of the 15-minute lease, one call):
+    python3 -m pip install -q --no-index --no-deps .whl/*.whl; export VAEKIT_COMMIT=<commit>;
+    python3 benchmarks/gpu_rows.py --out $OUT --seconds 530 --eval-seconds 12
 """
 from __future__ import annotations
 

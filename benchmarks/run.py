@@ -68,6 +68,10 @@ PLAN: dict[str, tuple[float, list[str]]] = {
     "zoo_hvae_vampprior": (70, [PY, str(HERE / "zoo.py"), "--models", "hvae_vampprior", "--minutes", "60", "--threads",
                                 "1", "--eval-k", "5000", "--eval-n", "1000", "--out", "benchmarks/results/zoo",
                                 "--runs", str(RUNS / "zoo_run")]),
+    # all 8 zoo models under one short budget (6 min each, 2 threads), k = 5000 on the first 500 test images
+    "zoo_short6": (70, [PY, str(HERE / "zoo.py"), "--minutes", "6", "--eval-n", "500", "--threads", "2", "--out",
+                        "benchmarks/results/zoo/short6", "--runs", str(RUNS / "zoo6" / "runs"), "--table",
+                        "benchmarks/results/zoo/short6/table.json", "--data", str(DATA / "binarized_mnist.npz")]),
     # would detector early stopping change the ADBench members? read off fits without it (dev + held-out, ~10 min)
     "detector_patience": (10, [PY, str(HERE / "detector_patience.py"), "--out",
                                "benchmarks/results/anomaly/patience.json"]),

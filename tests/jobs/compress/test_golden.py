@@ -141,3 +141,21 @@ def test_old_files_and_damaged_streams_are_refused_with_one_line():
         for payload in (box.payload[cut:], box.payload[:-cut], bytes(rng.integers(0, 256, len(box.payload), np.uint8))):
             with pytest.raises(CorruptFileError):
                 codec.decode(pack(box.codec, box.fingerprint, box.meta, payload, version=3))
+
+
+def test_cross_device_harness_checks_decode_and_re_encode(tmp_path: Path):
+    """benchmarks/cross_device.py (the GPU run's cross-machine check): files made by ``prepare`` pass ``check`` on
+    this CPU, and a file with one byte changed is caught (as a refusal or as a mismatch), so the check can fail."""
+    from tests.helpers import load_benchmark
+
+    cross = load_benchmark("cross_device")
+    x = (np.arange(30 * 784) % 251).reshape(30, 784).astype(np.uint8)
+    np.savez(tmp_path / "m.npz", x_test=x)
+    cross.prepare(tmp_path / "d", 30, tmp_path / "m.npz")
+    res = cross.check(tmp_path / "d", ["cpu"])
+    assert res["all_equal"] and len(res["rows"]) == 2
+    blob = bytearray((tmp_path / "d" / "mnist8.vkz").read_bytes())
+    blob[len(blob) // 2] ^= 1
+    (tmp_path / "d" / "mnist8.vkz").write_bytes(bytes(blob))
+    with pytest.raises(CorruptFileError):
+        cross.check(tmp_path / "d", ["cpu"])

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import os
 import random
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,19 @@ DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_SEED = 2**63 - 1
 SMALL_MODEL_PARAMS = 250_000  # below this many parameters one thread is as fast as two (benchmarks/threads.py)
+
+
+# --- progress --------------------------------------------------------------------------------------------------------
+def progress_bar(**kwargs: Any) -> Any:
+    """A tqdm bar where someone can watch it (a terminal, or a notebook through ``tqdm.auto``), else None: in a log
+    file or a pipe a bar is one frozen line per epoch. ``kwargs`` go to tqdm."""
+    from tqdm.auto import tqdm
+
+    notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)  # tqdm.auto picked the widget
+    stream = kwargs.get("file") or sys.stderr
+    if not notebook and not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return tqdm(**kwargs)
 
 
 # --- device ----------------------------------------------------------------------------------------------------------

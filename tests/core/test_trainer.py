@@ -107,3 +107,36 @@ def test_early_stopping_and_iwae_objective(tmp_path, tiny_npz):
     hist = tr.fit(xtr, xva)
     assert hist.stopped == "early_stopping" and len(hist.epochs) < 200
     assert "val_iwae" in hist.epochs[0] and hist.epochs[0]["val_iwae"] >= hist.epochs[0]["val_elbo"] - 0.5
+
+
+class _Terminal:
+    """A stderr stand-in that says it is a terminal and keeps what tqdm writes."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_only_where_someone_watches(tmp_path, tiny_npz, monkeypatch, capsys):
+    """progress=True draws epoch bars on a terminal; into a pipe or log file (pytest's capture) nothing is written."""
+    xtr, xva = _data(tiny_npz)
+
+    def fit(out):
+        m = VAE(ModelConfig(input_shape=(36,), latent_dim=4, hidden=(32,)))
+        Trainer(m, TrainConfig(epochs=2, batch_size=50, seed=7), out_dir=out, progress=True).fit(xtr, xva)
+
+    fit(tmp_path / "pipe")
+    assert "epoch 1/2" not in capsys.readouterr().err
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    fit(tmp_path / "tty")
+    assert "epoch 1/2" in term.text and "epoch 2/2" in term.text

@@ -14,7 +14,7 @@ import torch
 
 from vaekit.core.inference import log_weights
 from vaekit.core.model import VAE
-from vaekit.runtime import all_reduce, autocast
+from vaekit.runtime import all_reduce, autocast, progress_bar
 
 ACTIVE_VARIANCE = 1e-2  # a latent unit is active when Var_x[μ_u(x)] exceeds this (Burda et al. 2015)
 
@@ -49,9 +49,7 @@ def evaluate(model: VAE, x: torch.Tensor, k: int = 5000, batch_size: int = 100, 
     nll, elbo, recon, kl_all, mus = [], [], [], [], []
     it = range(0, len(x), batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=f"IS-NLL k={k}", leave=False)
+        it = progress_bar(iterable=it, desc=f"IS-NLL k={k}", leave=False) or it
     for i in it:
         xb = x[i:i + batch_size]
         cb = None if c is None else c[i:i + batch_size]

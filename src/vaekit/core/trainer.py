@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from vaekit.core.batches import Batches, make_batches
 from vaekit.core.checkpoint import load_checkpoint, save_checkpoint, save_model
@@ -44,6 +43,7 @@ from vaekit.runtime import (
     barrier,
     distributed_device,
     init_distributed,
+    progress_bar,
     resolve_precision,
     resolve_threads,
     threads,
@@ -392,5 +392,5 @@ class Trainer:
     def _bar(self, epoch: int, rounds: int, total: int, done: int = 0) -> Any:
         if not self.progress or not self.world.main:
             return None
-        return tqdm(total=total, initial=done, desc=f"{'round' if self.per_step else 'epoch'} {epoch + 1}/{rounds}",
-                    leave=False, mininterval=0.5)
+        return progress_bar(total=total, initial=done, leave=False, mininterval=0.5,
+                            desc=f"{'round' if self.per_step else 'epoch'} {epoch + 1}/{rounds}")

@@ -14,7 +14,7 @@ from vaekit.data import load_array
 from vaekit.errors import CorruptFileError, VaekitError
 from vaekit.jobs.compress.bitsback import CODEC, MAX_ITEMS, BitsBackCodec
 from vaekit.jobs.compress.container import Container, read, write_atomic
-from vaekit.runtime import resolve_threads, threads
+from vaekit.runtime import progress_bar, resolve_threads, threads
 
 
 def _load_model(model_dir: str | Path) -> tuple[Any, Path]:
@@ -122,8 +122,4 @@ def decompress_array_file(src: str | Path, dst: str | Path, model_dir: str | Pat
 
 
 def _bar(total: int, desc: str, on: bool) -> Any:
-    if not on:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="item", leave=False)
+    return progress_bar(total=total, desc=desc, unit="item", leave=False) if on else None
